@@ -1,0 +1,85 @@
+"""One nox session per backend, each running the same test suite.
+
+    nox                      # every backend session (cupy skips without a GPU)
+    nox -s numpy torch       # some of them
+    nox -s bench             # the benchmark suite (not a test)
+"""
+
+from __future__ import annotations
+
+import glob
+import shutil
+import sys
+
+import nox
+
+nox.options.default_venv_backend = "uv|virtualenv"
+nox.options.sessions = ["numpy", "array_api_strict", "strictest", "torch", "jax", "dask", "cupy"]
+
+# Extras every test session needs besides the backend itself (the suite also
+# covers the CLI, the scikit-learn estimators and the plots).
+TEST_EXTRAS = ".[test,sklearn,plot,progress]"
+
+# A local CPU wheel of PyTorch, where this machine keeps one: an unpinned
+# `torch` from PyPI is a multi-GB CUDA build.
+LOCAL_WHEELS = "/opt/wheels"
+
+
+def torch_requirement() -> list[str]:
+    tag = f"cp{sys.version_info.major}{sys.version_info.minor}"
+    wheels = sorted(glob.glob(f"{LOCAL_WHEELS}/torch-*+cpu-{tag}-*.whl"))
+    if wheels:
+        version = wheels[-1].split("/")[-1].split("-")[1].split("+")[0]
+        return [f"torch=={version}", "--find-links", LOCAL_WHEELS]
+    return ["torch"]
+
+
+def run_suite(session: nox.Session, backend: str, *extra: str) -> None:
+    session.install("-e", TEST_EXTRAS, *extra)
+    session.run("pytest", f"--backend={backend}", *session.posargs)
+
+
+@nox.session
+def numpy(session: nox.Session) -> None:
+    run_suite(session, "numpy")
+
+
+@nox.session
+def array_api_strict(session: nox.Session) -> None:
+    run_suite(session, "array_api_strict")
+
+
+@nox.session
+def strictest(session: nox.Session) -> None:
+    """array-api-strict with boolean indexing and data-dependent shapes off, newest API version."""
+    run_suite(session, "strictest")
+
+
+@nox.session
+def torch(session: nox.Session) -> None:
+    run_suite(session, "torch", *torch_requirement())
+
+
+@nox.session
+def jax(session: nox.Session) -> None:
+    run_suite(session, "jax", "jax[cpu]")
+
+
+@nox.session
+def dask(session: nox.Session) -> None:
+    run_suite(session, "dask", "dask[array]")
+
+
+@nox.session
+def cupy(session: nox.Session) -> None:
+    """CuPy on a CUDA GPU; skipped cleanly on machines without one."""
+    if shutil.which("nvidia-smi") is None:
+        session.skip("no CUDA GPU on this machine (nvidia-smi not found)")
+    run_suite(session, "cupy", "cupy-cuda12x")
+
+
+@nox.session
+def bench(session: nox.Session) -> None:
+    """The benchmark suite: ms/step and ratios against NumPy and PyTorch baselines."""
+    session.install("-e", ".[progress]", *torch_requirement())
+    session.run("python", "-m", "benchmarks", *session.posargs)

@@ -1,0 +1,192 @@
+"""Losses: categorical and binary cross-entropy, MSE, MAE, fused softmax-CE.
+
+``forward(y_pred, y_true)`` returns per-sample losses ``(n,)``;
+``calculate`` their mean as a 0-d array (no host sync); ``backward(y_pred,
+y_true)`` returns ``dinput``, already divided by the number of samples.
+Labels of any integer or bool dtype are cast to the predictions' floating
+dtype before any arithmetic (the seed's uint8 ``-y_true`` trap).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _xp
+
+__all__ = [
+    "Loss",
+    "CategoricalCrossentropy",
+    "BinaryCrossentropy",
+    "MeanSquaredError",
+    "MeanAbsoluteError",
+    "SoftmaxCategoricalCrossentropy",
+]
+
+EPS = 1e-7  # the seed's clip: predictions live in [1e-7, 1 - 1e-7]
+
+
+class Loss:
+    """Base: mean of per-sample losses, regularization of remembered layers."""
+
+    dinput: Any = None
+    trainable_layers: tuple[Any, ...] = ()
+
+    def remember_trainable_layers(self, layers: Any) -> None:
+        self.trainable_layers = tuple(layers)
+
+    def regularization_loss(self) -> Any:
+        """Sum of the L1/L2 penalties of the remembered layers (0-d array or 0.0)."""
+        total: Any = 0.0
+        for layer in self.trainable_layers:
+            total = total + layer.regularization_loss()
+        return total
+
+    def calculate(self, y_pred: Any, y_true: Any, *, include_regularization: bool = False) -> Any:
+        """Mean per-sample loss, a 0-d array; ``(data, regularization)`` if asked."""
+        xp = _xp.namespace(y_pred)
+        data_loss = xp.mean(self.forward(y_pred, y_true))
+        if include_regularization:
+            return data_loss, self.regularization_loss()
+        return data_loss
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    # -- label forms -------------------------------------------------------
+    def _prepare(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        xp = _xp.namespace(y_pred)
+        name = type(self).__name__
+        _xp.check_floating(xp, y_pred, f"{name}: y_pred")
+        if y_pred.ndim != 2:
+            raise ValueError(f"{name}: y_pred must have shape (n_samples, n_outputs), got {tuple(y_pred.shape)}")
+        y = _xp.labels_as(xp, y_true, y_pred, name)
+        if y.shape[0] != y_pred.shape[0]:
+            raise ValueError(
+                f"{name}: y_true has {y.shape[0]} samples but y_pred has {y_pred.shape[0]}"
+            )
+        return xp, y
+
+    def _categorical(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        """Labels as one-hot rows of y_pred's dtype: from indices (n,) or one-hot (n, k)."""
+        xp, y = self._prepare(y_pred, y_true)
+        if y.ndim == 1:
+            return xp, _xp.one_hot(xp, y, y_pred.shape[1], y_pred)
+        if tuple(y.shape) != tuple(y_pred.shape):
+            raise ValueError(
+                f"{type(self).__name__}: one-hot y_true must have y_pred's shape "
+                f"{tuple(y_pred.shape)}, got {tuple(y.shape)}"
+            )
+        return xp, y
+
+    def _elementwise(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
+        """Targets shaped like y_pred: (n,) targets for (n, 1) predictions, or (n, k)."""
+        xp, y = self._prepare(y_pred, y_true)
+        if y.ndim == 1 and y_pred.shape[1] == 1:
+            y = xp.reshape(y, (-1, 1))
+        if tuple(y.shape) != tuple(y_pred.shape):
+            raise ValueError(
+                f"{type(self).__name__}: y_true must have shape {tuple(y_pred.shape)} "
+                f"(or (n,) for one output), got {tuple(y_true.shape)}"
+            )
+        return xp, y
+
+
+class CategoricalCrossentropy(Loss):
+    """``L_i = -sum_j y_ij log(p_ij)``; backward ``dinput = -y / p / n``.
+
+    ``p`` is clipped to ``[1e-7, 1 - 1e-7]`` so exact 0 and 1 stay finite.
+    """
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._categorical(y_pred, y_true)
+        clipped = xp.clip(y_pred, EPS, 1 - EPS)
+        return -xp.log(xp.sum(clipped * y, axis=1))
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._categorical(y_pred, y_true)
+        clipped = xp.clip(y_pred, EPS, 1 - EPS)
+        self.dinput = -y / clipped / y_pred.shape[0]
+        return self.dinput
+
+
+class SoftmaxCategoricalCrossentropy(Loss):
+    """Softmax and cross-entropy fused: ``L_i = logsumexp(z_i) - sum_j y_ij z_ij``.
+
+    Backward w.r.t. the logits: ``dinput = (S - y) / n``, with ``S`` the
+    probabilities that ``forward`` stores in ``.output``.  Finite for logits
+    of +-1e4 (log-sum-exp after subtracting the row max).
+    """
+
+    output: Any = None
+
+    def forward(self, logits: Any, y_true: Any) -> Any:
+        xp, y = self._categorical(logits, y_true)
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        total = xp.sum(e, axis=1, keepdims=True)
+        self.output = e / total
+        log_prob = shifted - xp.log(total)
+        return -xp.sum(log_prob * y, axis=1)
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._categorical(y_pred, y_true)
+        self.dinput = (y_pred - y) / y_pred.shape[0]
+        return self.dinput
+
+
+class BinaryCrossentropy(Loss):
+    """``L_i = mean_j -(y log p + (1 - y) log(1 - p))``.
+
+    Backward ``dinput = -(y / p - (1 - y) / (1 - p)) / k / n`` with ``p``
+    clipped to ``[1e-7, 1 - 1e-7]``.
+    """
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        p = xp.clip(y_pred, EPS, 1 - EPS)
+        return xp.mean(-(y * xp.log(p) + (1 - y) * xp.log(1 - p)), axis=1)
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        p = xp.clip(y_pred, EPS, 1 - EPS)
+        n, k = y_pred.shape
+        self.dinput = -(y / p - (1 - y) / (1 - p)) / (k * n)
+        return self.dinput
+
+
+class MeanSquaredError(Loss):
+    """``L_i = mean_j (y - p)**2``; backward ``dinput = -2 (y - p) / k / n``."""
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        diff = y - y_pred
+        return xp.mean(diff * diff, axis=1)
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        n, k = y_pred.shape
+        self.dinput = (-2.0 / (k * n)) * (y - y_pred)
+        return self.dinput
+
+
+class MeanAbsoluteError(Loss):
+    """``L_i = mean_j |y - p|``; backward ``dinput = sign(p - y) / k / n``.
+
+    (Note the sign: d|y - p|/dp = sign(p - y); a finite-difference test pins it.)
+    """
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        return xp.mean(xp.abs(y - y_pred), axis=1)
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        n, k = y_pred.shape
+        self.dinput = xp.sign(y_pred - y) / (k * n)
+        return self.dinput

@@ -1,0 +1,91 @@
+"""Activations: forward against independent formulas, backward by finite differences."""
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn import gradcheck
+
+RNG = np.random.default_rng(42)
+
+
+def away_from_zero(shape):
+    """Inputs with |x| >= 0.1, so the ReLU kink is never inside a difference step."""
+    x = RNG.standard_normal(shape)
+    return np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)
+
+
+@pytest.mark.parametrize("cls", [pnn.ReLU, pnn.Sigmoid, pnn.Softmax, pnn.Linear])
+def test_backward_matches_finite_differences(backend, cls):
+    x = backend.asarray(away_from_zero((5, 4)), dtype=np.float64)
+    result = gradcheck(cls(), x, rtol=1e-6, atol=1e-10)
+    assert result.ok and result.max_error < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_forward_values(backend, dtype):
+    x_host = away_from_zero((6, 3)).astype(dtype)
+    x = backend.asarray(x_host)
+    backend.assert_close(pnn.ReLU().forward(x), np.maximum(x_host, 0))
+    backend.assert_close(pnn.Linear().forward(x), x_host)
+    backend.assert_close(pnn.Sigmoid().forward(x), 1 / (1 + np.exp(-x_host.astype(np.float64))),
+                         rtol=1e-6 if dtype == np.float32 else 1e-12)
+    e = np.exp(x_host.astype(np.float64))
+    backend.assert_close(pnn.Softmax().forward(x), e / e.sum(axis=1, keepdims=True),
+                         rtol=1e-6 if dtype == np.float32 else 1e-12)
+
+
+def test_forward_keeps_dtype(backend, xp):
+    for dtype in (np.float32, np.float64):
+        x = backend.asarray(np.ones((2, 3), dtype=dtype))
+        for cls in (pnn.ReLU, pnn.Sigmoid, pnn.Softmax, pnn.Linear):
+            assert cls().forward(x).dtype == x.dtype, cls
+
+
+def test_sigmoid_is_finite_for_huge_inputs(backend):
+    x_host = np.array([[-1000.0, -50.0, 0.0, 50.0, 1000.0]])
+    for dtype in (np.float32, np.float64):
+        out = backend.to_numpy(pnn.Sigmoid().forward(backend.asarray(x_host, dtype=dtype)))
+        assert np.all(np.isfinite(out))
+        np.testing.assert_allclose(out[0, [0, 2, 4]], [0.0, 0.5, 1.0], atol=1e-12)
+
+
+def test_softmax_is_finite_for_huge_logits(backend):
+    x = backend.asarray(np.array([[1e4, -1e4, 0.0], [1e4, 1e4, 1e4]]), dtype=np.float32)
+    out = backend.to_numpy(pnn.Softmax().forward(x))
+    np.testing.assert_allclose(out, [[1, 0, 0], [1 / 3, 1 / 3, 1 / 3]], rtol=1e-6)
+
+
+def test_softmax_backward_equals_jacobian_product(backend):
+    """The vectorized formula equals the seed's per-sample Jacobian loop."""
+    z = RNG.standard_normal((4, 5))
+    d = RNG.standard_normal((4, 5))
+    s = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+    expected = np.stack([(np.diagflat(si) - np.outer(si, si)) @ di for si, di in zip(s, d)])
+    layer = pnn.Softmax()
+    layer.forward(backend.asarray(z))
+    backend.assert_close(layer.backward(backend.asarray(d)), expected, rtol=1e-10)
+
+
+def test_relu_backward_masks_nonpositive_inputs(backend):
+    x = backend.asarray(np.array([[-1.0, 0.0, 2.0]]))
+    layer = pnn.ReLU()
+    layer.forward(x)
+    backend.assert_close(layer.backward(backend.asarray(np.array([[5.0, 6.0, 7.0]]))), [[0.0, 0.0, 7.0]])
+
+
+def test_predictions(backend, xp):
+    probs = backend.asarray(np.array([[0.1, 0.7, 0.2], [0.5, 0.3, 0.2]]))
+    assert backend.to_numpy(pnn.Softmax().predictions(probs)).tolist() == [1, 0]
+    sig = pnn.Sigmoid().predictions(backend.asarray(np.array([[0.2], [0.9]])))
+    assert xp.isdtype(sig.dtype, "integral")
+    assert backend.to_numpy(sig).tolist() == [[0], [1]]
+    out = backend.asarray(np.array([[1.5]]))
+    assert pnn.ReLU().predictions(out) is out and pnn.Linear().predictions(out) is out
+
+
+@pytest.mark.parametrize("cls", [pnn.ReLU, pnn.Sigmoid, pnn.Softmax, pnn.Linear, pnn.Dense])
+def test_backward_before_forward_is_an_error(backend, cls):
+    layer = cls(2, 2) if cls is pnn.Dense else cls()
+    with pytest.raises(RuntimeError, match=f"{cls.__name__}.backward called before forward"):
+        layer.backward(backend.asarray(np.ones((1, 2))))
