@@ -5,6 +5,8 @@ layers look the array namespace up from their input
 (``array_api_compat.array_namespace``) and use only the array API standard.
 """
 
+from . import datasets
+from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import Linear, ReLU, Sigmoid, Softmax
 from .layers import Dense, Dropout, Layer
 from .losses import (
@@ -16,6 +18,8 @@ from .losses import (
     SoftmaxCategoricalCrossentropy,
 )
 from .gradcheck import GradcheckResult, gradcheck
+from .model import History, Model
+from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 from .random import Generator
 
 __version__ = "0.1.0"
@@ -35,6 +39,17 @@ __all__ = [
     "MeanAbsoluteError",
     "SoftmaxCategoricalCrossentropy",
     "Generator",
+    "Accuracy",
+    "CategoricalAccuracy",
+    "RegressionAccuracy",
+    "Optimizer",
+    "SGD",
+    "Adagrad",
+    "RMSprop",
+    "Adam",
+    "Model",
+    "History",
+    "datasets",
     "gradcheck",
     "GradcheckResult",
 ]

@@ -184,3 +184,19 @@ def check_same_place(x: Any, param: Any, what: str) -> None:
             f"{what}: input is a {describe(x)} but the parameters are a {describe(param)}; "
             "move the input to the parameters' device, or move the model with model.to(like=x)"
         )
+
+
+def to_host(xp: Any, values: list[Any]) -> list[float]:
+    """Python floats of 0-d arrays (or numbers): the one host sync of a report.
+
+    Dask computes all of them in one graph run.
+    """
+    arrays = [(i, v) for i, v in enumerate(values) if array_api_compat.is_array_api_obj(v)]
+    if arrays and is_lazy(arrays[0][1]):
+        import dask
+
+        computed = dask.compute(*[v for _, v in arrays])
+        values = list(values)
+        for (i, _), c in zip(arrays, computed):
+            values[i] = c
+    return [float(v) for v in values]

@@ -1,0 +1,467 @@
+"""``Model``: the book's add / set / finalize / train / evaluate / predict.
+
+A training step never waits for the device: losses and accuracies are summed
+on the device and read back only at report points (every ``print_every``
+steps and at the end), where divergence is also checked.
+"""
+
+from __future__ import annotations
+
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+import numpy as np
+
+from . import _xp
+from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
+from .activations import Softmax
+from .layers import Dense, Dropout
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
+from .optimizers import OPTIMIZER_STATE, Optimizer
+
+__all__ = ["Model", "History"]
+
+
+@dataclass
+class History:
+    """Per-epoch figures of a ``train`` call (host floats)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    data_loss: list[float] = field(default_factory=list)
+    regularization_loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def _positive_int(owner: str, name: str, value: Any, allow_none: bool = False) -> Any:
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+class Model:
+    """A stack of layers trained with one loss, optimizer and accuracy."""
+
+    def __init__(self) -> None:
+        self.layers: list[Any] = []
+        self.loss: Loss | None = None
+        self.optimizer: Optimizer | None = None
+        self.accuracy: Accuracy | None = None
+        self.trainable_layers: list[Any] = []
+        self._fused: SoftmaxCategoricalCrossentropy | None = None
+        self._finalized = False
+
+    # -- building -----------------------------------------------------------
+    def add(self, layer: Any) -> Model:
+        if not (hasattr(layer, "forward") and hasattr(layer, "backward")):
+            raise TypeError(f"Model.add: expected a layer with forward/backward, got {type(layer).__name__}")
+        self.layers.append(layer)
+        self._finalized = False
+        return self
+
+    def set(self, *, loss: Loss | None = None, optimizer: Optimizer | None = None,
+            accuracy: Accuracy | None = None) -> Model:
+        if loss is not None:
+            self.loss = loss
+        if optimizer is not None:
+            self.optimizer = optimizer
+        if accuracy is not None:
+            self.accuracy = accuracy
+        self._finalized = False
+        return self
+
+    def finalize(self) -> Model:
+        """Link the layers; use the fused softmax-CE backward for Softmax + CCE."""
+        if not self.layers:
+            raise ValueError("Model.finalize: the model has no layers; call model.add(...) first")
+        if self.loss is None:
+            raise ValueError("Model.finalize: no loss; call model.set(loss=..., optimizer=..., accuracy=...) first")
+        width = None
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                if width is not None and layer.n_inputs != width:
+                    raise ValueError(
+                        f"Model.finalize: layer {i} (Dense) expects {layer.n_inputs} inputs "
+                        f"but the previous Dense layer has {width} neurons"
+                    )
+                width = layer.n_neurons
+        if self.accuracy is None:
+            self.accuracy = self._default_accuracy()
+        self.trainable_layers = [layer for layer in self.layers if getattr(layer, "trainable", False)]
+        self.loss.remember_trainable_layers(self.trainable_layers)
+        fused = isinstance(self.layers[-1], Softmax) and isinstance(self.loss, CategoricalCrossentropy)
+        self._fused = SoftmaxCategoricalCrossentropy() if fused else None
+        self._finalized = True
+        return self
+
+    def _default_accuracy(self) -> Accuracy:
+        if isinstance(self.loss, BinaryCrossentropy):
+            return CategoricalAccuracy(binary=True)
+        if isinstance(self.loss, CategoricalCrossentropy | SoftmaxCategoricalCrossentropy):
+            return CategoricalAccuracy()
+        return RegressionAccuracy()
+
+    def _require(self, what: str, *, optimizer: bool = False) -> None:
+        if not self._finalized:
+            raise RuntimeError(f"Model.{what}: call model.set(loss=..., optimizer=...) and model.finalize() first")
+        if optimizer and self.optimizer is None:
+            raise RuntimeError(f"Model.{what}: no optimizer; call model.set(optimizer=...) and finalize()")
+
+    # -- placement ----------------------------------------------------------
+    def to(self, *, like: Any) -> Model:
+        """Move parameters and optimizer state to the library and device of ``like``.
+
+        DLPack where both libraries share memory, the host otherwise.  The
+        explicit way to move a trained model (e.g. from CuPy to NumPy).
+        """
+        xp, dev = _xp.namespace(like), _xp.array_device(like)
+        for layer in self.layers:
+            if not hasattr(layer, "parameter_names"):
+                continue
+            for name in self._state_attributes(layer):
+                value = getattr(layer, name, None)
+                if value is not None:
+                    setattr(layer, name, _xp.move(value, xp, dev))
+            layer._placed = True
+        return self
+
+    def _place(self, like: Any) -> None:
+        for layer in self.layers:
+            if hasattr(layer, "place") and not layer._placed:
+                layer.place(like)
+
+    def _state_attributes(self, layer: Any) -> list[str]:
+        names = list(layer.parameter_names)
+        for p in layer.parameter_names:
+            names += [f"{p}_{s}" for s in OPTIMIZER_STATE if getattr(layer, f"{p}_{s}", None) is not None]
+        return names
+
+    # -- forward / backward -------------------------------------------------
+    def forward(self, x: Any, training: bool = False) -> Any:
+        """The output of the last layer (probabilities for Softmax)."""
+        for layer in self.layers:
+            x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
+        return x
+
+    def _loss_and_output(self, x: Any, y: Any, training: bool) -> tuple[Any, Any]:
+        """Per-sample losses and the output; fused softmax-CE when finalized so."""
+        if self._fused is not None:
+            for layer in self.layers[:-1]:
+                x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
+            losses = self._fused.forward(x, y)
+            self.layers[-1].output = self._fused.output
+            return losses, self._fused.output
+        out = self.forward(x, training)
+        return self.loss.forward(out, y), out  # type: ignore[union-attr]
+
+    def _backward(self, output: Any, y: Any) -> None:
+        if self._fused is not None:
+            dvalue = self._fused.backward(output, y)
+            layers = self.layers[:-1]
+        else:
+            dvalue = self.loss.backward(output, y)  # type: ignore[union-attr]
+            layers = self.layers
+        for layer in reversed(layers):
+            dvalue = layer.backward(dvalue)
+
+    def _train_step(self, xp: Any, xb: Any, yb: Any) -> tuple[Any, Any, int]:
+        losses, output = self._loss_and_output(xb, yb, training=True)
+        correct = self.accuracy.compare(self.layers[-1].predictions(output), yb)  # type: ignore[union-attr]
+        self._backward(output, yb)
+        opt = self.optimizer
+        opt.pre_update_params()  # type: ignore[union-attr]
+        for layer in self.trainable_layers:
+            opt.update_params(layer)  # type: ignore[union-attr]
+        opt.post_update_params()  # type: ignore[union-attr]
+        if _xp.is_lazy(xb):
+            self._persist()
+        return xp.sum(losses), xp.sum(xp.astype(correct, xp.float32)), math.prod(correct.shape)
+
+    def _persist(self) -> None:
+        """Dask: compute the new parameters now, or the graph would grow every step."""
+        import dask
+
+        refs = [(layer, name) for layer in self.trainable_layers for name in self._state_attributes(layer)]
+        values = dask.persist(*[getattr(layer, name) for layer, name in refs])
+        for (layer, name), value in zip(refs, values):
+            setattr(layer, name, value)
+
+    # -- data checks (once per call, never per step) -----------------------
+    def _check_data(self, what: str, X: Any, y: Any) -> Any:
+        xp = _xp.namespace(X)
+        _xp.check_floating(xp, X, f"Model.{what}: X")
+        if X.ndim != 2:
+            raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+        if y is not None:
+            if not _xp.array_api_compat.is_array_api_obj(y) or _xp.namespace(y) is not xp:
+                raise TypeError(f"Model.{what}: y is a {_xp.describe(y)} but X is a {_xp.describe(X)}; use one library")
+            if y.shape[0] != X.shape[0]:
+                raise ValueError(f"Model.{what}: X has {X.shape[0]} samples but y has {y.shape[0]}")
+        checks = [xp.all(xp.isfinite(X))]
+        n_classes = None
+        if y is not None and isinstance(self.loss, CategoricalCrossentropy) and y.ndim == 1:
+            if not xp.isdtype(y.dtype, "integral"):
+                raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
+            n_classes = self._n_outputs()
+            checks += [xp.min(y) >= 0, xp.max(y) < n_classes] if n_classes else [xp.min(y) >= 0]
+        elif y is not None and xp.isdtype(y.dtype, "real floating"):
+            checks.append(xp.all(xp.isfinite(y)))
+        ok = _xp.to_host(xp, checks)
+        if not ok[0]:
+            raise ValueError(f"Model.{what}: X contains NaN or infinite values")
+        if n_classes is not None and not all(ok[1:3]):
+            raise ValueError(
+                f"Model.{what}: class labels must be in [0, {n_classes}), the model has {n_classes} outputs"
+            )
+        if len(ok) > 1 and n_classes is None and not ok[1]:
+            raise ValueError(f"Model.{what}: y contains NaN or infinite values")
+        return xp
+
+    def _n_outputs(self) -> int | None:
+        for layer in reversed(self.layers):
+            if isinstance(layer, Dense):
+                return layer.n_neurons
+        return None
+
+    # -- training -----------------------------------------------------------
+    def train(
+        self,
+        X: Any,
+        y: Any,
+        *,
+        epochs: int = 1,
+        batch_size: int | None = None,
+        print_every: int = 1,
+        validation_data: tuple[Any, Any] | None = None,
+        shuffle: bool = False,
+        seed: int | None = None,
+        verbose: bool = True,
+        callback: Callable[[dict[str, Any]], None] | None = None,
+    ) -> History:
+        """Train; return per-epoch loss, accuracy, learning rate and validation figures.
+
+        Reports (and the divergence check) happen every ``print_every``
+        optimizer steps and at the last step.  A non-finite loss raises
+        ``FloatingPointError`` naming the epoch and step; the parameters and
+        optimizer state are restored to the last report where all was finite.
+        """
+        self._require("train", optimizer=True)
+        epochs = _positive_int("Model.train", "epochs", epochs)
+        batch_size = _positive_int("Model.train", "batch_size", batch_size, allow_none=True)
+        print_every = _positive_int("Model.train", "print_every", print_every)
+        xp = self._check_data("train", X, y)
+        if validation_data is not None:
+            self._check_data("train (validation_data)", *validation_data)
+        self._place(X)
+        self.accuracy.init(y)  # type: ignore[union-attr]
+        n = int(X.shape[0])
+        steps = max(1, -(-n // batch_size)) if batch_size else 1
+        total_steps = epochs * steps
+        rng = np.random.default_rng(seed)
+        history = History()
+        pending: list[tuple[int, dict[str, Any]]] = []  # epoch figures still on the device
+        step_losses: list[tuple[int, int, Any]] = []  # (epoch, step, mean loss) since the last report
+        snapshot = self._snapshot()
+        running: dict[str, Any] = {}
+        global_step = 0
+        for epoch in range(1, epochs + 1):
+            Xe, ye = X, y
+            if shuffle:
+                order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
+                Xe, ye = xp.take(X, order, axis=0), xp.take(y, order, axis=0)
+            loss_sum: Any = 0.0
+            correct_sum: Any = 0.0
+            seen = compared = 0
+            for step in range(steps):
+                if batch_size:
+                    xb, yb = Xe[step * batch_size:(step + 1) * batch_size], ye[step * batch_size:(step + 1) * batch_size]
+                else:
+                    xb, yb = Xe, ye
+                batch_loss, batch_correct, batch_compared = self._train_step(xp, xb, yb)
+                batch_n = int(xb.shape[0])
+                loss_sum, correct_sum = loss_sum + batch_loss, correct_sum + batch_correct
+                seen, compared = seen + batch_n, compared + batch_compared
+                global_step += 1
+                step_losses.append((epoch, step + 1, batch_loss / batch_n))
+                running = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen,
+                           "correct_sum": correct_sum, "compared": compared}
+                last = global_step == total_steps
+                if step == steps - 1:
+                    pending.append((epoch, self._epoch_figures(xp, loss_sum / seen, correct_sum / compared,
+                                                               validation_data, batch_size)))
+                if global_step % print_every == 0 or last:
+                    snapshot = self._report(xp, history, pending, step_losses, running, snapshot,
+                                            verbose, callback, global_step, total_steps)
+        return history
+
+    def _epoch_figures(self, xp: Any, data_loss: Any, accuracy: Any, validation_data: Any,
+                       batch_size: int | None) -> dict[str, Any]:
+        reg = self.loss.regularization_loss()  # type: ignore[union-attr]
+        figures = {"data_loss": data_loss, "regularization_loss": reg, "loss": data_loss + reg,
+                   "accuracy": accuracy, "learning_rate": self.optimizer.current_learning_rate}  # type: ignore[union-attr]
+        if validation_data is not None:
+            figures["val_loss"], figures["val_accuracy"] = self._evaluate_device(*validation_data, batch_size)
+        return figures
+
+    def _report(self, xp: Any, history: History, pending: list[Any], step_losses: list[Any],
+                running: dict[str, Any], snapshot: Any, verbose: bool, callback: Any,
+                global_step: int, total_steps: int) -> Any:
+        """The one host sync: read figures back, check for divergence, print."""
+        keys = [(i, k) for i, (_, figs) in enumerate(pending) for k in figs]
+        values = [pending[i][1][k] for i, k in keys]
+        values += [s[2] for s in step_losses]
+        values += [running["loss_sum"], running["correct_sum"]]
+        host = _xp.to_host(xp, values)
+        step_values = host[len(keys):len(keys) + len(step_losses)]
+        for (epoch, step, _), value in zip(step_losses, step_values):
+            if not math.isfinite(value):
+                self._restore(snapshot)
+                raise FloatingPointError(
+                    f"Model.train: the loss became {value} at epoch {epoch}, step {step}; "
+                    "parameters restored to the last report point with a finite loss "
+                    "(lower the learning rate, or check the data)"
+                )
+        step_losses.clear()
+        by_epoch: dict[int, dict[str, float]] = {}
+        for (i, k), value in zip(keys, host):
+            by_epoch.setdefault(pending[i][0], {})[k] = value
+        for epoch, figs in by_epoch.items():
+            history.epoch.append(epoch)
+            for k, v in figs.items():
+                getattr(history, k).append(v)
+        pending.clear()
+        loss = host[-2] / running["seen"]
+        acc = host[-1] / running["compared"]
+        lr = self.optimizer.current_learning_rate  # type: ignore[union-attr]
+        info = {"epoch": running["epoch"], "step": running["step"], "global_step": global_step,
+                "total_steps": total_steps, "loss": loss, "accuracy": acc, "learning_rate": lr}
+        if history.regularization_loss:
+            info["regularization_loss"] = history.regularization_loss[-1]
+        if history.val_loss:
+            info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
+        if verbose:
+            line = f"epoch: {info['epoch']}, step: {info['step']}, acc: {acc:.3f}, loss: {loss:.3f}, lr: {lr:.6g}"
+            if "val_loss" in info:
+                line += f", val_acc: {info['val_accuracy']:.3f}, val_loss: {info['val_loss']:.3f}"
+            print(line, file=sys.stdout)
+        if callback is not None:
+            callback(info)
+        return self._snapshot()
+
+    def _snapshot(self) -> Any:
+        """References to parameters and optimizer state (updates rebind, so no copies)."""
+        layers = [{name: getattr(layer, name) for name in self._state_attributes(layer)}
+                  for layer in self.trainable_layers]
+        opt = self.optimizer
+        return layers, (opt.iterations, opt.current_learning_rate) if opt else None
+
+    def _restore(self, snapshot: Any) -> None:
+        layers, opt_state = snapshot
+        for layer, saved in zip(self.trainable_layers, layers):
+            for name in self._state_attributes(layer):
+                if name in saved:
+                    setattr(layer, name, saved[name])
+                else:
+                    delattr(layer, name)
+        if opt_state is not None:
+            self.optimizer.iterations, self.optimizer.current_learning_rate = opt_state  # type: ignore[union-attr]
+
+    # -- inference ------------------------------------------------------------
+    def _batches(self, n: int, batch_size: int | None) -> list[slice]:
+        if not batch_size:
+            return [slice(0, n)]
+        return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+    def _evaluate_device(self, X: Any, y: Any, batch_size: int | None) -> tuple[Any, Any]:
+        xp = _xp.namespace(X)
+        loss_sum: Any = 0.0
+        correct_sum: Any = 0.0
+        compared = 0
+        for s in self._batches(int(X.shape[0]), batch_size):
+            losses, output = self._loss_and_output(X[s], y[s], training=False)
+            correct = self.accuracy.compare(self.layers[-1].predictions(output), y[s])  # type: ignore[union-attr]
+            loss_sum = loss_sum + xp.sum(losses)
+            correct_sum = correct_sum + xp.sum(xp.astype(correct, xp.float32))
+            compared += math.prod(correct.shape)
+        return loss_sum / X.shape[0], correct_sum / compared
+
+    def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> tuple[float, float]:
+        """Mean data loss and accuracy on ``(X, y)``, as host floats."""
+        self._require("evaluate")
+        batch_size = _positive_int("Model.evaluate", "batch_size", batch_size, allow_none=True)
+        xp = self._check_data("evaluate", X, y)
+        self._place(X)
+        self.accuracy.init(y)  # type: ignore[union-attr]
+        loss, acc = _xp.to_host(xp, list(self._evaluate_device(X, y, batch_size)))
+        return loss, acc
+
+    def predict(self, X: Any, *, batch_size: int | None = None) -> Any:
+        """The model's output for ``X``, an array of X's library and device (lazy on Dask)."""
+        if not self.layers:
+            raise RuntimeError("Model.predict: the model has no layers")
+        batch_size = _positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
+        xp = _xp.namespace(X)
+        _xp.check_floating(xp, X, "Model.predict: X")
+        self._place(X)
+        outputs = [self.forward(X[s], training=False) for s in self._batches(int(X.shape[0]), batch_size)]
+        return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
+
+    # -- parameters and files -----------------------------------------------
+    def get_parameters(self) -> list[tuple[Any, ...]]:
+        """``[(weight, bias), ...]`` of the trainable layers, in order."""
+        layers = self.trainable_layers or [l for l in self.layers if getattr(l, "trainable", False)]
+        return [tuple(getattr(layer, n) for n in layer.parameter_names) for layer in layers]
+
+    def set_parameters(self, parameters: Any) -> None:
+        """Assign ``[(weight, bias), ...]``; arrays move to where the model lives."""
+        layers = self.trainable_layers or [l for l in self.layers if getattr(l, "trainable", False)]
+        parameters = list(parameters)
+        if len(parameters) != len(layers):
+            raise ValueError(
+                f"Model.set_parameters: the model has {len(layers)} trainable layers, got {len(parameters)} parameter sets"
+            )
+        for i, (layer, values) in enumerate(zip(layers, parameters)):
+            values = tuple(values)
+            if len(values) != len(layer.parameter_names):
+                raise ValueError(f"Model.set_parameters: layer {i} takes {len(layer.parameter_names)} arrays, got {len(values)}")
+            for name, value in zip(layer.parameter_names, values):
+                current = getattr(layer, name)
+                if tuple(value.shape) != tuple(current.shape):
+                    raise ValueError(
+                        f"Model.set_parameters: layer {i} {name} must have shape {tuple(current.shape)}, "
+                        f"got {tuple(value.shape)}"
+                    )
+                xp = _xp.namespace(current)
+                setattr(layer, name, _xp.move(value, xp, _xp.array_device(current), current.dtype))
+
+    def save_parameters(self, path: Any) -> None:
+        from .io import save_parameters
+
+        save_parameters(self, path)
+
+    def load_parameters(self, path: Any) -> None:
+        from .io import load_parameters
+
+        load_parameters(self, path)
+
+    def save(self, path: Any) -> None:
+        """Architecture (JSON), parameters and optimizer state in one ``.npz``; no pickle."""
+        from .io import save_model
+
+        save_model(self, path)
+
+    @classmethod
+    def load(cls, path: Any) -> Model:
+        from .io import load_model
+
+        return load_model(path)
