@@ -284,7 +284,8 @@ class Model:
             seen = compared = 0
             for step in range(steps):
                 if batch_size:
-                    xb, yb = Xe[step * batch_size:(step + 1) * batch_size], ye[step * batch_size:(step + 1) * batch_size]
+                    rows = slice(step * batch_size, min((step + 1) * batch_size, n))  # in-bounds (strict)
+                    xb, yb = Xe[rows, ...], ye[rows, ...]
                 else:
                     xb, yb = Xe, ye
                 batch_loss, batch_correct, batch_compared = self._train_step(xp, xb, yb)
@@ -388,8 +389,8 @@ class Model:
         correct_sum: Any = 0.0
         compared = 0
         for s in self._batches(int(X.shape[0]), batch_size):
-            losses, output = self._loss_and_output(X[s], y[s], training=False)
-            correct = self.accuracy.compare(self.layers[-1].predictions(output), y[s])  # type: ignore[union-attr]
+            losses, output = self._loss_and_output(X[s, ...], y[s, ...], training=False)
+            correct = self.accuracy.compare(self.layers[-1].predictions(output), y[s, ...])  # type: ignore[union-attr]
             loss_sum = loss_sum + xp.sum(losses)
             correct_sum = correct_sum + xp.sum(xp.astype(correct, xp.float32))
             compared += math.prod(correct.shape)
@@ -413,7 +414,7 @@ class Model:
         xp = _xp.namespace(X)
         _xp.check_floating(xp, X, "Model.predict: X")
         self._place(X)
-        outputs = [self.forward(X[s], training=False) for s in self._batches(int(X.shape[0]), batch_size)]
+        outputs = [self.forward(X[s, ...], training=False) for s in self._batches(int(X.shape[0]), batch_size)]
         return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
     # -- parameters and files -----------------------------------------------

@@ -1,0 +1,239 @@
+"""Model: the book's experiments (short), fused path, reports, placement, errors."""
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn.datasets import sine_data, spiral_data
+
+
+def spiral_model(dtype="float32", hidden=64, lr=0.05, l2=0.0, dropout=0.0, seed=0):
+    m = pnn.Model()
+    m.add(pnn.Dense(2, hidden, seed=seed, dtype=dtype, weight_regularizer_l2=l2, bias_regularizer_l2=l2))
+    m.add(pnn.ReLU())
+    if dropout:
+        m.add(pnn.Dropout(dropout, seed=seed))
+    m.add(pnn.Dense(hidden, 3, seed=seed + 1, dtype=dtype))
+    m.add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(learning_rate=lr, decay=5e-7),
+          accuracy=pnn.CategoricalAccuracy())
+    return m.finalize()
+
+
+def test_spiral_classification_learns(backend):
+    X, y = spiral_data(100, 3, seed=0)
+    m = spiral_model()
+    epochs = 60 if backend.name == "dask" else 400
+    hist = m.train(backend.asarray(X), backend.asarray(y), epochs=epochs, print_every=100, verbose=False)
+    assert len(hist.loss) == epochs and hist.epoch == list(range(1, epochs + 1))
+    assert hist.accuracy[-1] > (0.6 if backend.name == "dask" else 0.8)
+    assert hist.loss[-1] < hist.loss[0]
+    assert hist.learning_rate[-1] == pytest.approx(0.05 / (1 + 5e-7 * (epochs - 1)))
+
+
+def test_binary_spiral_with_sigmoid_and_bce(backend):
+    X, y = spiral_data(100, 2, seed=0)
+    m = pnn.Model()
+    m.add(pnn.Dense(2, 64, seed=0, weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4))
+    m.add(pnn.ReLU())
+    m.add(pnn.Dense(64, 1, seed=1))
+    m.add(pnn.Sigmoid())
+    m.set(loss=pnn.BinaryCrossentropy(), optimizer=pnn.Adam(learning_rate=0.02, decay=5e-7),
+          accuracy=pnn.CategoricalAccuracy(binary=True))
+    m.finalize()
+    epochs = 50 if backend.name == "dask" else 500
+    hist = m.train(backend.asarray(X), backend.asarray(y), epochs=epochs, print_every=epochs, verbose=False)
+    assert hist.regularization_loss[-1] > 0
+    assert hist.loss[-1] == pytest.approx(hist.data_loss[-1] + hist.regularization_loss[-1])
+    assert hist.accuracy[-1] > (0.5 if backend.name == "dask" else 0.7)
+
+
+def test_sine_regression(backend):
+    X, y = sine_data(1000)
+    m = pnn.Model()
+    m.add(pnn.Dense(1, 64, weight_scale=0.1, seed=0))
+    m.add(pnn.ReLU())
+    m.add(pnn.Dense(64, 64, weight_scale=0.1, seed=1))
+    m.add(pnn.ReLU())
+    m.add(pnn.Dense(64, 1, weight_scale=0.1, seed=2))
+    m.add(pnn.Linear())
+    m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.Adam(learning_rate=0.005, decay=1e-3),
+          accuracy=pnn.RegressionAccuracy())
+    m.finalize()
+    epochs = 40 if backend.name == "dask" else 400
+    hist = m.train(backend.asarray(X), backend.asarray(y), epochs=epochs, print_every=epochs, verbose=False)
+    assert hist.loss[-1] < (0.3 if backend.name == "dask" else 0.05)
+    assert hist.loss[-1] < hist.loss[0] / 2
+
+
+def test_fused_softmax_crossentropy_step_equals_the_unfused_chain(backend):
+    """finalize() fuses Softmax + CCE: the gradients equal softmax.backward(cce.backward(...))."""
+    X, y = spiral_data(20, 3, seed=1)
+    fused = spiral_model("float64", hidden=8)
+    assert fused._fused is not None
+    fused.set(optimizer=pnn.SGD(learning_rate=1e-9)).finalize()
+    fused.train(backend.asarray(X), backend.asarray(y), epochs=1, verbose=False)
+    layers = [pnn.Dense(2, 8, seed=0, dtype="float64"), pnn.ReLU(), pnn.Dense(8, 3, seed=1, dtype="float64"), pnn.Softmax()]
+    x = backend.asarray(X, dtype=np.float64)
+    for layer in layers:
+        x = layer.forward(x)
+    d = pnn.CategoricalCrossentropy().backward(x, backend.asarray(y))
+    for layer in reversed(layers):
+        d = layer.backward(d)
+    for got, want in ((fused.layers[0].dweight, layers[0].dweight), (fused.layers[2].dbias, layers[2].dbias)):
+        backend.assert_close(got, backend.to_numpy(want), rtol=1e-10, atol=1e-14)
+
+
+def test_predict_returns_the_inputs_library_and_batches_agree(backend, xp):
+    X, y = spiral_data(30, 3, seed=2)
+    m = spiral_model()
+    Xb = backend.asarray(X)
+    full = m.predict(Xb)
+    batched = m.predict(Xb, batch_size=7)
+    from array_api_compat import array_namespace
+
+    assert array_namespace(full) is xp and full.shape == (90, 3)
+    np.testing.assert_allclose(backend.to_numpy(batched), backend.to_numpy(full), rtol=1e-6)
+
+
+def test_evaluate_returns_host_floats(backend):
+    X, y = spiral_data(30, 3, seed=3)
+    m = spiral_model()
+    loss, acc = m.evaluate(backend.asarray(X), backend.asarray(y), batch_size=16)
+    assert isinstance(loss, float) and isinstance(acc, float)
+    assert loss == pytest.approx(np.log(3), rel=0.05) and 0 <= acc <= 1
+
+
+def test_minibatches_shuffle_validation_and_dropout(backend):
+    X, y = spiral_data(50, 3, seed=4)
+    Xv, yv = spiral_data(20, 3, seed=5)
+    m = spiral_model(dropout=0.1, l2=5e-4)
+    hist = m.train(backend.asarray(X), backend.asarray(y), epochs=3, batch_size=64, shuffle=True, seed=0,
+                   validation_data=(backend.asarray(Xv), backend.asarray(yv)), print_every=2, verbose=False)
+    assert len(hist.val_loss) == len(hist.val_accuracy) == 3
+    assert m.optimizer.iterations == 3 * 3  # 150 samples / 64 -> 3 steps per epoch
+
+
+def test_float64_training_is_identical_to_numpy(backend):
+    """Cross-backend determinism: same seed, float64 -> the same predictions to ~1e-12."""
+    X, y = spiral_data(30, 3, seed=6)
+    ref = spiral_model("float64", hidden=16)
+    ref.train(X, y, epochs=20, verbose=False)
+    m = spiral_model("float64", hidden=16)
+    m.train(backend.asarray(X), backend.asarray(y), epochs=20, verbose=False)
+    np.testing.assert_allclose(backend.to_numpy(m.predict(backend.asarray(X))), ref.predict(X), rtol=1e-10, atol=1e-12)
+
+
+def test_same_seed_same_backend_is_bit_identical(backend):
+    X, y = spiral_data(30, 3, seed=7)
+    runs = []
+    for _ in range(2):
+        m = spiral_model(dropout=0.2)
+        m.train(backend.asarray(X), backend.asarray(y), epochs=5, batch_size=32, shuffle=True, seed=3, verbose=False)
+        runs.append(backend.to_numpy(m.layers[0].weight))
+    np.testing.assert_array_equal(runs[0], runs[1])
+
+
+def test_divergence_raises_and_keeps_finite_parameters(backend):
+    X, y = spiral_data(30, 3, seed=8)
+    m = pnn.Model()
+    m.add(pnn.Dense(2, 16, seed=0, weight_scale=1.0))
+    m.add(pnn.ReLU())
+    m.add(pnn.Dense(16, 1, seed=1, weight_scale=1.0))
+    m.add(pnn.Linear())
+    m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.SGD(learning_rate=1e3))
+    m.finalize()
+    target = backend.asarray(y.astype(np.float32) * 1000)
+    # NumPy's own overflow warnings are not what is tested here: our detection is
+    with np.errstate(over="ignore", invalid="ignore"), \
+            pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at epoch \d+, step 1"):
+        m.train(backend.asarray(X), target, epochs=200, print_every=5, verbose=False)
+    for w, b in m.get_parameters():
+        assert np.all(np.isfinite(backend.to_numpy(w))) and np.all(np.isfinite(backend.to_numpy(b)))
+
+
+def test_train_checks_its_inputs_once(backend):
+    X, y = spiral_data(10, 3, seed=9)
+    m = spiral_model()
+    Xb, yb = backend.asarray(X), backend.asarray(y)
+    with pytest.raises(ValueError, match="Model.train: X has 30 samples but y has 29"):
+        m.train(Xb, backend.asarray(y[:29]), verbose=False)
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
+        m.train(Xb, backend.asarray(np.full(30, 3, dtype=np.uint8)), verbose=False)
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
+        m.train(Xb, backend.asarray(np.full(30, -1, dtype=np.int64)), verbose=False)
+    bad = X.copy()
+    bad[3, 1] = np.nan
+    with pytest.raises(ValueError, match="Model.train: X contains NaN or infinite values"):
+        m.train(backend.asarray(bad), yb, verbose=False)
+    with pytest.raises(TypeError, match="Model.train: X: expected a float32/float64 array"):
+        m.train(backend.asarray(np.ones((30, 2), dtype=np.int32)), yb, verbose=False)
+    for kwargs, msg in (({"epochs": 0}, "epochs must be a positive integer"),
+                        ({"batch_size": -2}, "batch_size must be a positive integer"),
+                        ({"print_every": 0}, "print_every must be a positive integer")):
+        with pytest.raises(ValueError, match=msg):
+            m.train(Xb, yb, verbose=False, **kwargs)
+
+
+def test_train_before_set_or_finalize_is_an_error(backend):
+    m = pnn.Model()
+    m.add(pnn.Dense(2, 3))
+    X = backend.asarray(np.ones((2, 2), dtype=np.float32))
+    with pytest.raises(RuntimeError, match=r"Model.train: call model.set\(loss=..., optimizer=...\) and model.finalize\(\) first"):
+        m.train(X, backend.asarray(np.zeros(2, dtype=np.uint8)))
+    with pytest.raises(ValueError, match="Model.finalize: no loss"):
+        m.finalize()
+    with pytest.raises(ValueError, match="Model.finalize: the model has no layers"):
+        pnn.Model().finalize()
+    bad = pnn.Model().add(pnn.Dense(2, 4)).add(pnn.ReLU()).add(pnn.Dense(5, 3))
+    with pytest.raises(ValueError, match="layer 2 \\(Dense\\) expects 5 inputs but the previous Dense layer has 4 neurons"):
+        bad.set(loss=pnn.MeanSquaredError()).finalize()
+
+
+def test_print_every_prints_book_style_lines(backend, capsys):
+    X, y = spiral_data(10, 3, seed=10)
+    spiral_model().train(backend.asarray(X), backend.asarray(y), epochs=4, print_every=2)
+    lines = capsys.readouterr().out.strip().splitlines()
+    assert len(lines) == 2 and lines[0].startswith("epoch: 2, step: 1, acc: ") and "lr: " in lines[0]
+
+
+def test_model_to_moves_parameters_and_state(backend, xp):
+    from array_api_compat import array_namespace
+
+    X, y = spiral_data(10, 3, seed=11)
+    m = spiral_model()
+    m.train(X, y, epochs=2, verbose=False)  # trained on NumPy
+    like = backend.asarray(X)
+    m.to(like=like)
+    assert array_namespace(m.layers[0].weight) is xp and array_namespace(m.layers[0].weight_cache) is xp
+    m.train(like, backend.asarray(y), epochs=2, verbose=False)
+    m.to(like=np.zeros(1, dtype=np.float32))
+    assert isinstance(m.layers[0].weight, np.ndarray) and isinstance(m.layers[2].bias_momentum, np.ndarray)
+
+
+def test_dask_predict_is_lazy(backend):
+    if backend.name != "dask":
+        pytest.skip("dask only")
+    import dask.array as da
+
+    X, _ = spiral_data(20, 3, seed=12)
+    out = spiral_model().predict(backend.asarray(X))
+    assert isinstance(out, da.Array)
+    assert out.shape == (60, 3)
+
+
+def test_digits_reach_95_percent():
+    pytest.importorskip("sklearn")
+    from portable_nn.datasets import load_digits
+
+    X_train, y_train, X_test, y_test = load_digits()
+    m = pnn.Model()
+    m.add(pnn.Dense(64, 128, seed=0, weight_scale=0.1))
+    m.add(pnn.ReLU())
+    m.add(pnn.Dense(128, 10, seed=1, weight_scale=0.1))
+    m.add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(learning_rate=0.01, decay=1e-4))
+    m.finalize()
+    m.train(X_train, y_train, epochs=10, batch_size=64, shuffle=True, seed=0, print_every=1000, verbose=False)
+    loss, acc = m.evaluate(X_test, y_test)
+    assert acc > 0.95, acc

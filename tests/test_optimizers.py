@@ -1,0 +1,136 @@
+"""Optimizers against a step-by-step float64 reference written from the book's formulas."""
+
+import math
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+RNG = np.random.default_rng(11)
+STEPS = 6
+
+
+def reference(name, cfg, params, grads_per_step):
+    """The book's update rules, in plain NumPy float64, one step at a time."""
+    params = {k: v.copy() for k, v in params.items()}
+    state = {k: {"m": np.zeros_like(v), "c": np.zeros_like(v)} for k, v in params.items()}
+    lr0, decay = cfg["learning_rate"], cfg.get("decay", 0.0)
+    out = []
+    for it, grads in enumerate(grads_per_step):
+        lr = lr0 * (1.0 / (1.0 + decay * it))
+        for k, g in grads.items():
+            p, s = params[k], state[k]
+            if name == "SGD":
+                mom = cfg.get("momentum", 0.0)
+                if mom:
+                    s["m"] = mom * s["m"] - lr * g
+                    p = p + s["m"]
+                else:
+                    p = p - lr * g
+            elif name == "Adagrad":
+                s["c"] = s["c"] + g**2
+                p = p - lr * g / (np.sqrt(s["c"]) + cfg.get("epsilon", 1e-7))
+            elif name == "RMSprop":
+                rho = cfg.get("rho", 0.9)
+                s["c"] = rho * s["c"] + (1 - rho) * g**2
+                p = p - lr * g / (np.sqrt(s["c"]) + cfg.get("epsilon", 1e-7))
+            elif name == "Adam":
+                b1, b2, eps = cfg.get("beta_1", 0.9), cfg.get("beta_2", 0.999), cfg.get("epsilon", 1e-7)
+                wd = cfg.get("weight_decay", 0.0)
+                p = p - lr * wd * p
+                s["m"] = b1 * s["m"] + (1 - b1) * g
+                s["c"] = b2 * s["c"] + (1 - b2) * g**2
+                m_hat = s["m"] / (1 - b1 ** (it + 1))
+                c_hat = s["c"] / (1 - b2 ** (it + 1))
+                p = p - lr * m_hat / (np.sqrt(c_hat) + eps)
+            params[k] = p
+        out.append({k: v.copy() for k, v in params.items()})
+    return out
+
+
+CASES = [
+    ("SGD", {"learning_rate": 1.0}),
+    ("SGD", {"learning_rate": 0.5, "decay": 0.1, "momentum": 0.9}),
+    ("Adagrad", {"learning_rate": 1.0, "decay": 1e-2}),
+    ("RMSprop", {"learning_rate": 0.02, "decay": 1e-3, "rho": 0.95}),
+    ("Adam", {"learning_rate": 0.05, "decay": 5e-3}),
+    ("Adam", {"learning_rate": 0.01, "beta_1": 0.8, "beta_2": 0.99, "weight_decay": 0.1}),
+]
+
+
+@pytest.mark.parametrize("name, cfg", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_optimizer_matches_reference_step_by_step(backend, name, cfg):
+    layer = pnn.Dense(3, 4, seed=0, dtype="float64", weight_scale=1.0)
+    layer.bias = RNG.standard_normal((1, 4))
+    start = {"weight": layer.weight.copy(), "bias": layer.bias.copy()}
+    layer.forward(backend.asarray(np.zeros((1, 3))))  # placement on the backend
+    grads = [{"weight": RNG.standard_normal((3, 4)), "bias": RNG.standard_normal((1, 4))} for _ in range(STEPS)]
+    expected = reference(name, cfg, start, grads)
+    opt = getattr(pnn, name)(**cfg)
+    for step in range(STEPS):
+        layer.dweight, layer.dbias = backend.asarray(grads[step]["weight"]), backend.asarray(grads[step]["bias"])
+        opt.pre_update_params()
+        assert opt.current_learning_rate == pytest.approx(cfg["learning_rate"] / (1 + cfg.get("decay", 0) * step))
+        opt.update_params(layer)
+        opt.post_update_params()
+        backend.assert_close(layer.weight, expected[step]["weight"], rtol=1e-12, atol=1e-14)
+        backend.assert_close(layer.bias, expected[step]["bias"], rtol=1e-12, atol=1e-14)
+    assert opt.iterations == STEPS
+
+
+def test_adam_matches_pytorch_adamw():
+    torch = pytest.importorskip("torch")
+    w0 = RNG.standard_normal((3, 4))
+    grads = [RNG.standard_normal((3, 4)) for _ in range(STEPS)]
+    p = torch.nn.Parameter(torch.tensor(w0))
+    ref = torch.optim.AdamW([p], lr=0.01, betas=(0.9, 0.999), eps=1e-7, weight_decay=0.1)
+    layer = pnn.Dense(3, 4, dtype="float64")
+    layer.weight = w0.copy()
+    layer.bias = np.zeros((1, 4))
+    opt = pnn.Adam(learning_rate=0.01, weight_decay=0.1)
+    for g in grads:
+        p.grad = torch.tensor(g)
+        ref.step()
+        layer.dweight, layer.dbias = g, np.zeros((1, 4))
+        opt.pre_update_params()
+        opt.update_params(layer)
+        opt.post_update_params()
+    np.testing.assert_allclose(layer.weight, p.detach().numpy(), rtol=1e-12)
+
+
+def test_optimizer_state_lives_with_the_parameters(backend, xp):
+    from array_api_compat import array_namespace, device
+
+    layer = pnn.Dense(2, 2, dtype="float64")
+    layer.forward(backend.asarray(np.ones((1, 2))))
+    layer.backward(backend.asarray(np.ones((1, 2))))
+    opt = pnn.Adam()
+    opt.update_params(layer)
+    for name in ("weight_momentum", "weight_cache", "bias_momentum", "bias_cache", "weight", "bias"):
+        value = getattr(layer, name)
+        assert array_namespace(value) is xp and device(value) == device(layer.dweight), name
+
+
+@pytest.mark.parametrize(
+    "cls, kwargs, message",
+    [
+        (pnn.SGD, {"learning_rate": -1.0}, "SGD: learning_rate must be a finite number > 0"),
+        (pnn.SGD, {"momentum": 1.0}, r"SGD: momentum must be in \[0, 1\)"),
+        (pnn.Adam, {"learning_rate": math.inf}, "Adam: learning_rate must be a finite number > 0"),
+        (pnn.Adam, {"beta_2": 1.5}, r"Adam: beta_2 must be in \[0, 1\)"),
+        (pnn.Adam, {"weight_decay": -0.1}, "Adam: weight_decay must be a finite number >= 0"),
+        (pnn.RMSprop, {"decay": -1e-3}, "RMSprop: decay must be a finite number >= 0"),
+        (pnn.Adagrad, {"epsilon": 0.0}, "Adagrad: epsilon must be a finite number > 0"),
+    ],
+)
+def test_optimizer_rejects_bad_hyperparameters(cls, kwargs, message):
+    with pytest.raises(ValueError, match=message):
+        cls(**kwargs)
+
+
+def test_book_defaults():
+    assert pnn.SGD().learning_rate == 1.0 and pnn.Adagrad().learning_rate == 1.0
+    assert (pnn.RMSprop().learning_rate, pnn.RMSprop().rho, pnn.RMSprop().epsilon) == (0.001, 0.9, 1e-7)
+    a = pnn.Adam()
+    assert (a.learning_rate, a.beta_1, a.beta_2, a.epsilon, a.decay) == (0.001, 0.9, 0.999, 1e-7, 0.0)
