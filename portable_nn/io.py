@@ -22,7 +22,7 @@ import numpy as np
 from . import _xp
 from .accuracy import CategoricalAccuracy, RegressionAccuracy
 from .activations import Linear, ReLU, Sigmoid, Softmax
-from .layers import Dense, Dropout
+from .layers import OPTIMIZER_STATE, Dense, Dropout
 from .losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
@@ -30,7 +30,7 @@ from .losses import (
     MeanSquaredError,
     SoftmaxCategoricalCrossentropy,
 )
-from .optimizers import OPTIMIZER_STATE, SGD, Adagrad, Adam, RMSprop
+from .optimizers import SGD, Adagrad, Adam, RMSprop
 
 __all__ = ["save_model", "load_model", "save_parameters", "load_parameters", "FORMAT_VERSION"]
 
@@ -57,13 +57,9 @@ def _trainable(model: Any) -> list[Any]:
 def _arrays(model: Any, with_state: bool) -> dict[str, np.ndarray]:
     arrays = {}
     for i, layer in enumerate(_trainable(model)):
-        for name in layer.parameter_names:
+        names = layer.state_attributes() if with_state else layer.parameter_names
+        for name in names:
             arrays[f"{i}/{name}"] = np.ascontiguousarray(_xp.to_numpy(getattr(layer, name)))
-            if with_state:
-                for s in OPTIMIZER_STATE:
-                    value = getattr(layer, f"{name}_{s}", None)
-                    if value is not None:
-                        arrays[f"{i}/{name}_{s}"] = np.ascontiguousarray(_xp.to_numpy(value))
     return arrays
 
 

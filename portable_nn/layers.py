@@ -15,7 +15,10 @@ import numpy as np
 from . import _xp
 from .random import Generator
 
-__all__ = ["Layer", "Dense", "Dropout"]
+__all__ = ["Layer", "Dense", "Dropout", "OPTIMIZER_STATE"]
+
+# Optimizers keep their state on the layer as `<parameter>_<state>` (the book's habit).
+OPTIMIZER_STATE = ("momentum", "cache")
 
 
 class Layer:
@@ -102,16 +105,24 @@ class Dense(Layer):
             "bias_regularizer_l2": self.bias_regularizer_l2,
         }
 
-    def place(self, like: Any) -> None:
-        """Move the host-initialized parameters to the library and device of ``like``.
+    def state_attributes(self) -> list[str]:
+        """Names of the parameters and of the optimizer state present on this layer."""
+        names = list(self.parameter_names)
+        for p in self.parameter_names:
+            names += [f"{p}_{s}" for s in OPTIMIZER_STATE if getattr(self, f"{p}_{s}", None) is not None]
+        return names
 
-        Only the library's own host arrays move; arrays a user assigned stay
-        as they are (a mismatch is then reported by ``forward``).
+    def place(self, like: Any) -> None:
+        """Move the host-held parameters (and optimizer state) to the library and device of ``like``.
+
+        Only host NumPy arrays move (the seeded initialization, a loaded
+        file); arrays a user assigned stay as they are (a mismatch is then
+        reported by ``forward``).
         """
         xp = _xp.namespace(like)
         dev = _xp.array_device(like)
         dtype = _xp.float_dtype(xp, self.dtype)
-        for name in self.parameter_names:
+        for name in self.state_attributes():
             value = getattr(self, name)
             if _xp.is_numpy_array(value):
                 setattr(self, name, _xp.move(value, xp, dev, dtype))

@@ -19,7 +19,7 @@ from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import Softmax
 from .layers import Dense, Dropout
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, SoftmaxCategoricalCrossentropy
-from .optimizers import OPTIMIZER_STATE, Optimizer
+from .optimizers import Optimizer
 
 __all__ = ["Model", "History"]
 
@@ -128,7 +128,7 @@ class Model:
         for layer in self.layers:
             if not hasattr(layer, "parameter_names"):
                 continue
-            for name in self._state_attributes(layer):
+            for name in layer.state_attributes():
                 value = getattr(layer, name, None)
                 if value is not None:
                     setattr(layer, name, _xp.move(value, xp, dev))
@@ -139,12 +139,6 @@ class Model:
         for layer in self.layers:
             if hasattr(layer, "place") and not layer._placed:
                 layer.place(like)
-
-    def _state_attributes(self, layer: Any) -> list[str]:
-        names = list(layer.parameter_names)
-        for p in layer.parameter_names:
-            names += [f"{p}_{s}" for s in OPTIMIZER_STATE if getattr(layer, f"{p}_{s}", None) is not None]
-        return names
 
     # -- forward / backward -------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> Any:
@@ -191,7 +185,7 @@ class Model:
         """Dask: compute the new parameters now, or the graph would grow every step."""
         import dask
 
-        refs = [(layer, name) for layer in self.trainable_layers for name in self._state_attributes(layer)]
+        refs = [(layer, name) for layer in self.trainable_layers for name in layer.state_attributes()]
         values = dask.persist(*[getattr(layer, name) for layer, name in refs])
         for (layer, name), value in zip(refs, values):
             setattr(layer, name, value)
@@ -361,7 +355,7 @@ class Model:
 
     def _snapshot(self) -> Any:
         """References to parameters and optimizer state (updates rebind, so no copies)."""
-        layers = [{name: getattr(layer, name) for name in self._state_attributes(layer)}
+        layers = [{name: getattr(layer, name) for name in layer.state_attributes()}
                   for layer in self.trainable_layers]
         opt = self.optimizer
         return layers, (opt.iterations, opt.current_learning_rate) if opt else None
@@ -369,7 +363,7 @@ class Model:
     def _restore(self, snapshot: Any) -> None:
         layers, opt_state = snapshot
         for layer, saved in zip(self.trainable_layers, layers):
-            for name in self._state_attributes(layer):
+            for name in layer.state_attributes():
                 if name in saved:
                     setattr(layer, name, saved[name])
                 else:

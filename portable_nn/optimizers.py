@@ -14,10 +14,7 @@ from typing import Any
 
 from . import _xp
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam", "OPTIMIZER_STATE"]
-
-# Every optimizer keeps its state on the layer as `<parameter>_<state>`.
-OPTIMIZER_STATE = ("momentum", "cache")
+__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
 
 
 def _positive(owner: str, name: str, value: float) -> float:
