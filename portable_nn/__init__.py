@@ -17,7 +17,7 @@ from .losses import (
     MeanSquaredError,
     SoftmaxCategoricalCrossentropy,
 )
-from .gradcheck import GradcheckResult, gradcheck
+from .checking import GradcheckResult, check_all, gradcheck
 from .model import History, Model
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 from .random import Generator
@@ -51,5 +51,6 @@ __all__ = [
     "History",
     "datasets",
     "gradcheck",
+    "check_all",
     "GradcheckResult",
 ]

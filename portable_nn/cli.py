@@ -1,0 +1,307 @@
+"""``portable-nn``: train the book's examples, evaluate/predict with a saved model, check gradients.
+
+    portable-nn train                               # spiral 2-64-3, Adam, NumPy, seconds
+    portable-nn train --backend torch --device cuda --dataset digits --save m.npz --plot m.png
+    portable-nn evaluate m.npz --dataset digits
+    portable-nn predict m.npz --input X.npy --output y.npy
+    portable-nn check --backend jax
+
+Errors are one line on stderr (exit status 2), not a traceback.
+"""
+
+from __future__ import annotations
+
+import argparse
+import math
+import sys
+import time
+from typing import Any, Sequence
+
+import numpy as np
+
+from . import datasets
+from .accuracy import CategoricalAccuracy, RegressionAccuracy
+from .activations import Linear, ReLU, Sigmoid, Softmax
+from .backends import BACKENDS, BackendUnavailable, get_backend
+from .layers import Dense
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, MeanSquaredError
+from .model import Model
+from .optimizers import Adam
+
+__all__ = ["main"]
+
+# The book's settings per data set: epochs, learning rate, decay, batch size.
+DEFAULTS = {
+    "spiral": {"epochs": 10000, "learning_rate": 0.05, "decay": 5e-7, "batch_size": None},
+    "binary-spiral": {"epochs": 10000, "learning_rate": 0.001, "decay": 5e-7, "batch_size": None},
+    "vertical": {"epochs": 1000, "learning_rate": 0.05, "decay": 5e-7, "batch_size": None},
+    "sine": {"epochs": 10000, "learning_rate": 0.005, "decay": 1e-3, "batch_size": None},
+    "digits": {"epochs": 30, "learning_rate": 0.01, "decay": 1e-4, "batch_size": 64},
+}
+
+
+def load_dataset(name: str, seed: int) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Host arrays ``X, y, X_test, y_test`` for a data set name."""
+    if name == "spiral":
+        return (*datasets.spiral_data(100, 3, seed=seed), *datasets.spiral_data(100, 3, seed=seed + 1))
+    if name == "binary-spiral":
+        return (*datasets.spiral_data(100, 2, seed=seed), *datasets.spiral_data(100, 2, seed=seed + 1))
+    if name == "vertical":
+        return (*datasets.vertical_data(100, 3, seed=seed), *datasets.vertical_data(100, 3, seed=seed + 1))
+    if name == "sine":
+        X, y = datasets.sine_data(1000)
+        return X, y, X, y
+    if name == "digits":
+        X, y, Xt, yt = datasets.load_digits(seed=seed)
+        return X, y, Xt, yt
+    raise ValueError(f"unknown dataset {name!r}")
+
+
+def build_model(dataset: str, n_features: int, n_classes: int, args: Any) -> Model:
+    """The book's architecture for each data set."""
+    d = args.dtype
+    hidden = args.hidden
+    model = Model()
+    if dataset == "sine":
+        model.add(Dense(1, hidden, weight_scale=0.1, seed=args.seed, dtype=d)).add(ReLU())
+        model.add(Dense(hidden, hidden, weight_scale=0.1, seed=args.seed + 1, dtype=d)).add(ReLU())
+        model.add(Dense(hidden, 1, weight_scale=0.1, seed=args.seed + 2, dtype=d)).add(Linear())
+        loss, accuracy = MeanSquaredError(), RegressionAccuracy()
+    elif dataset == "binary-spiral":
+        model.add(Dense(n_features, hidden, seed=args.seed, dtype=d,
+                        weight_regularizer_l2=5e-4, bias_regularizer_l2=5e-4)).add(ReLU())
+        model.add(Dense(hidden, 1, seed=args.seed + 1, dtype=d)).add(Sigmoid())
+        loss, accuracy = BinaryCrossentropy(), CategoricalAccuracy(binary=True)
+    else:
+        scale = 0.1 if dataset == "digits" else 0.01
+        model.add(Dense(n_features, hidden, seed=args.seed, dtype=d, weight_scale=scale)).add(ReLU())
+        model.add(Dense(hidden, n_classes, seed=args.seed + 1, dtype=d, weight_scale=scale)).add(Softmax())
+        loss, accuracy = CategoricalCrossentropy(), CategoricalAccuracy()
+    cfg = DEFAULTS[dataset]
+    lr = args.learning_rate if args.learning_rate is not None else cfg["learning_rate"]
+    model.set(loss=loss, optimizer=Adam(learning_rate=lr, decay=cfg["decay"]), accuracy=accuracy)
+    return model.finalize()
+
+
+class Progress:
+    """A tqdm bar with live loss/accuracy, or plain lines when tqdm is missing."""
+
+    def __init__(self, total: int, quiet: bool) -> None:
+        self.quiet = quiet
+        self.bar = None
+        self.done = 0
+        if not quiet:
+            try:
+                from tqdm.auto import tqdm
+
+                self.bar = tqdm(total=total, unit="step", file=sys.stderr, dynamic_ncols=True)
+            except ImportError:
+                self.bar = None
+
+    def __call__(self, info: dict[str, Any]) -> None:
+        if self.quiet:
+            return
+        text = {"loss": f"{info['loss']:.4f}", "acc": f"{info['accuracy']:.3f}", "lr": f"{info['learning_rate']:.4g}"}
+        if self.bar is not None:
+            self.bar.update(info["global_step"] - self.done)
+            self.bar.set_postfix(text, refresh=False)
+        else:
+            print(f"epoch {info['epoch']} step {info['step']}: " + ", ".join(f"{k} {v}" for k, v in text.items()),
+                  file=sys.stderr)
+        self.done = info["global_step"]
+
+    def close(self) -> None:
+        if self.bar is not None:
+            self.bar.close()
+
+
+def cmd_train(args: Any) -> int:
+    backend = get_backend(args.backend, args.device)
+    X, y, Xt, yt = load_dataset(args.dataset, args.seed)
+    n_classes = int(y.max()) + 1 if y.ndim == 1 else y.shape[1]
+    model = build_model(args.dataset, X.shape[1], n_classes, args)
+    cfg = DEFAULTS[args.dataset]
+    epochs = args.epochs or cfg["epochs"]
+    batch_size = args.batch_size if args.batch_size is not None else cfg["batch_size"]
+    batch_size = batch_size or None
+    steps = epochs * (math.ceil(X.shape[0] / batch_size) if batch_size else 1)
+    print_every = args.print_every or max(1, steps // 100)
+    Xb, yb = backend.asarray(X), backend.asarray(y)
+    progress = Progress(steps, args.quiet)
+    start = time.perf_counter()
+    try:
+        history = model.train(Xb, yb, epochs=epochs, batch_size=batch_size, print_every=print_every,
+                              shuffle=batch_size is not None, seed=args.seed, verbose=False, callback=progress)
+    finally:
+        progress.close()
+    seconds = time.perf_counter() - start
+    test_loss, test_acc = model.evaluate(backend.asarray(Xt), backend.asarray(yt), batch_size=batch_size)
+    print(f"{args.dataset} on {args.backend} ({backend.device}): {epochs} epochs, {steps} steps in {seconds:.2f} s "
+          f"({1e3 * seconds / steps:.3f} ms/step)")
+    print(f"train: loss {history.loss[-1]:.4f}, acc {history.accuracy[-1]:.4f} | "
+          f"test: loss {test_loss:.4f}, acc {test_acc:.4f}")
+    if args.save:
+        model.save(args.save)
+        print(f"saved model to {args.save}")
+    if args.plot:
+        plot(model, history, X, y, args.dataset, args.plot)
+        print(f"saved plot to {args.plot}")
+    return 0
+
+
+def plot(model: Model, history: Any, X: np.ndarray, y: np.ndarray, dataset: str, path: str) -> None:
+    """Decision boundary (2-D data) or fit (sine), and the loss/accuracy curves, to a PNG."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        raise ImportError("--plot needs matplotlib: pip install 'portable_nn[plot]'") from None
+    model.to(like=X)  # plotting happens on the host
+    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
+    if X.shape[1] == 2:
+        pad = 0.1
+        xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 300, dtype=np.float32)
+        ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 300, dtype=np.float32)
+        gx, gy = np.meshgrid(xs, ys)
+        grid = np.c_[gx.ravel(), gy.ravel()].astype(np.float32)
+        out = np.asarray(model.predict(grid, batch_size=20000))
+        classes = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
+        ax0.contourf(gx, gy, classes.reshape(gx.shape), alpha=0.3, cmap="brg")
+        ax0.scatter(X[:, 0], X[:, 1], c=y.ravel(), s=8, cmap="brg", edgecolors="k", linewidths=0.2)
+        ax0.set_title(f"{dataset}: decision boundary")
+    elif dataset == "sine":
+        ax0.plot(X[:, 0], y[:, 0], label="sin(2πx)")
+        ax0.plot(X[:, 0], np.asarray(model.predict(X))[:, 0], "--", label="model")
+        ax0.legend()
+        ax0.set_title("sine: fit")
+    else:
+        ax0.axis("off")
+        ax0.text(0.5, 0.5, f"{dataset}: {X.shape[1]} features", ha="center")
+    ax1.plot(history.epoch, history.loss, label="loss")
+    ax1.set_xlabel("epoch")
+    ax1.set_ylabel("loss")
+    ax2 = ax1.twinx()
+    ax2.plot(history.epoch, history.accuracy, color="tab:orange", label="accuracy")
+    ax2.set_ylabel("accuracy")
+    ax1.set_title("training")
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+
+
+def _dataset_arrays(args: Any) -> tuple[np.ndarray, np.ndarray]:
+    if args.input:
+        raise ValueError("use --dataset with evaluate, or predict for a file of inputs")
+    _, _, Xt, yt = load_dataset(args.dataset, args.seed)
+    return Xt, yt
+
+
+def cmd_evaluate(args: Any) -> int:
+    backend = get_backend(args.backend, args.device)
+    model = Model.load(args.model)
+    X, y = _dataset_arrays(args)
+    loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size)
+    print(f"{args.dataset} test data on {args.backend}: loss {loss:.4f}, acc {acc:.4f}")
+    return 0
+
+
+def cmd_predict(args: Any) -> int:
+    backend = get_backend(args.backend, args.device)
+    model = Model.load(args.model)
+    if args.input.endswith(".npy"):
+        X = np.load(args.input, allow_pickle=False)
+    else:
+        X = np.loadtxt(args.input, delimiter=",", ndmin=2)
+    X = np.asarray(X, dtype=np.float32)
+    from ._xp import to_numpy
+
+    out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size))
+    preds = to_numpy(model.layers[-1].predictions(backend.asarray(out)))
+    if args.output:
+        np.save(args.output, np.asarray(preds), allow_pickle=False)
+        print(f"wrote {len(preds)} predictions to {args.output}")
+    else:
+        for row in np.asarray(preds).reshape(len(preds), -1):
+            print(" ".join(str(v) for v in row))
+    return 0
+
+
+def cmd_check(args: Any) -> int:
+    from .checking import check_all
+
+    backend = get_backend(args.backend, args.device)
+    results = check_all(lambda a: backend.asarray(a, np.float64))
+    width = max(len(r.name) for r in results)
+    print(f"gradient check on {args.backend} ({backend.device}), float64, central differences")
+    print(f"{'layer / loss':<{width}}  {'max rel. error':>14}  result")
+    for r in results:
+        print(f"{r.name:<{width}}  {r.max_error:>14.2e}  {'pass' if r.ok else 'FAIL'}")
+    failed = sum(not r.ok for r in results)
+    print(f"{len(results) - failed} passed, {failed} failed")
+    return 1 if failed else 0
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="portable-nn", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+
+    def common(s: argparse.ArgumentParser) -> None:
+        s.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library (default numpy)")
+        s.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: the library's)")
+        s.add_argument("--seed", type=int, default=0, help="seed for weights, data and shuffling")
+
+    t = sub.add_parser("train", help="train one of the book's examples")
+    common(t)
+    t.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
+    t.add_argument("--epochs", type=int, default=None, help="default: the book's for the data set")
+    t.add_argument("--batch-size", type=int, default=None, help="0 = full batch; default: the data set's")
+    t.add_argument("--learning-rate", type=float, default=None)
+    t.add_argument("--hidden", type=int, default=64, help="neurons per hidden layer")
+    t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    t.add_argument("--print-every", type=int, default=None, help="steps between reports")
+    t.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
+    t.add_argument("--plot", metavar="PATH", help="write a PNG: decision boundary and training curves")
+    t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.set_defaults(func=cmd_train)
+
+    e = sub.add_parser("evaluate", help="evaluate a saved model on a data set's test split")
+    common(e)
+    e.add_argument("model")
+    e.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
+    e.add_argument("--batch-size", type=int, default=None)
+    e.add_argument("--input", default=None, help=argparse.SUPPRESS)
+    e.set_defaults(func=cmd_evaluate)
+
+    r = sub.add_parser("predict", help="predict with a saved model on inputs from a .npy or .csv file")
+    common(r)
+    r.add_argument("model")
+    r.add_argument("--input", required=True, help="a .npy or comma-separated file of shape (n, features)")
+    r.add_argument("--output", default=None, help="write predictions to a .npy file (default: print)")
+    r.add_argument("--batch-size", type=int, default=None)
+    r.set_defaults(func=cmd_predict)
+
+    c = sub.add_parser("check", help="finite-difference gradient check of every layer and loss on a backend")
+    common(c)
+    c.set_defaults(func=cmd_check)
+    return p
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parser().parse_args(argv)
+    try:
+        return int(args.func(args))
+    except BackendUnavailable as exc:
+        print(f"portable-nn: error: {exc}", file=sys.stderr)
+        return 2
+    except (ValueError, TypeError, RuntimeError, FloatingPointError, OSError, ImportError) as exc:
+        print(f"portable-nn: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("portable-nn: interrupted", file=sys.stderr)
+        return 130
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

@@ -1,0 +1,76 @@
+"""The portable-nn command: train/save/plot, evaluate, predict, check, one-line errors."""
+
+import numpy as np
+import pytest
+
+from portable_nn.cli import main
+
+
+def run(capsys, *argv):
+    code = main(list(argv))
+    out, err = capsys.readouterr()
+    return code, out, err
+
+
+def test_train_save_evaluate_predict(backend, tmp_path, capsys):
+    model = tmp_path / "spiral.npz"
+    code, out, _ = run(capsys, "train", "--backend", backend.name, "--epochs", "30", "--quiet", "--save", str(model))
+    assert code == 0, out
+    assert "spiral on " + backend.name in out and "30 epochs, 30 steps" in out
+    assert out.splitlines()[1].startswith("train: loss ") and "| test: loss " in out
+    assert model.exists()
+    code, out, _ = run(capsys, "evaluate", str(model), "--backend", backend.name)
+    assert code == 0 and out.startswith("spiral test data on " + backend.name + ": loss ")
+    inputs = tmp_path / "x.npy"
+    np.save(inputs, np.array([[0.1, 0.2], [-0.5, 0.3]], dtype=np.float32))
+    preds = tmp_path / "p.npy"
+    code, out, _ = run(capsys, "predict", str(model), "--input", str(inputs), "--output", str(preds),
+                       "--backend", backend.name)
+    assert code == 0 and "wrote 2 predictions" in out
+    p = np.load(preds)
+    assert p.shape == (2,) and set(p.tolist()) <= {0, 1, 2}
+
+
+def test_train_digits_with_batches(backend, capsys):
+    pytest.importorskip("sklearn")
+    code, out, _ = run(capsys, "train", "--backend", backend.name, "--dataset", "digits", "--epochs", "2", "--quiet")
+    assert code == 0 and "digits on" in out and "2 epochs, 46 steps" in out
+
+
+def test_plot_writes_a_png(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    png = tmp_path / "plot.png"
+    code, out, _ = run(capsys, "train", "--epochs", "20", "--quiet", "--plot", str(png))
+    assert code == 0 and png.read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    code, out, _ = run(capsys, "train", "--dataset", "sine", "--epochs", "5", "--quiet", "--plot", str(png))
+    assert code == 0 and png.stat().st_size > 1000
+
+
+def test_check_prints_a_table(backend, capsys):
+    code, out, _ = run(capsys, "check", "--backend", backend.name)
+    assert code == 0, out
+    lines = out.splitlines()
+    assert lines[0].startswith(f"gradient check on {backend.name}")
+    assert any(line.startswith("SoftmaxCategoricalCrossentropy") and line.endswith("pass") for line in lines)
+    assert lines[-1] == "12 passed, 0 failed"
+
+
+def test_errors_are_one_line(tmp_path, capsys):
+    code, out, err = run(capsys, "evaluate", str(tmp_path / "missing.npz"))
+    assert code == 2 and err.count("\n") == 1 and err.startswith("portable-nn: error: ")
+    bad = tmp_path / "bad.npz"
+    bad.write_bytes(b"not a model")
+    code, out, err = run(capsys, "evaluate", str(bad))
+    assert code == 2 and err.count("\n") == 1 and "not a valid portable_nn model file" in err
+    code, out, err = run(capsys, "train", "--epochs", "-3", "--quiet")
+    assert code == 2 and "epochs must be a positive integer" in err and "Traceback" not in err
+
+
+def test_python_dash_m(tmp_path):
+    import subprocess
+    import sys
+
+    proc = subprocess.run([sys.executable, "-m", "portable_nn", "train", "--epochs", "5", "--quiet"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert "spiral on numpy (cpu): 5 epochs" in proc.stdout
