@@ -78,6 +78,13 @@ def is_lazy(x: Any) -> bool:
     return array_api_compat.is_dask_array(x)
 
 
+def cheap_sync(x: Any) -> bool:
+    """Whether reading a value of ``x`` back is free: eager host arrays (NumPy, array-api-strict, PyTorch CPU)."""
+    if is_numpy_array(x) or type(x).__module__.startswith("array_api_strict"):
+        return True
+    return array_api_compat.is_torch_array(x) and x.device.type == "cpu"
+
+
 def to_numpy(x: Any) -> Any:
     """A host NumPy copy of any array (used for saving and reports only)."""
     if is_numpy_array(x):
@@ -128,12 +135,14 @@ def labels_as(xp: Any, y_true: Any, like: Any, what: str) -> Any:
 
     Checks the namespace and device of the labels against the predictions.
     """
-    if not array_api_compat.is_array_api_obj(y_true) or array_namespace(y_true) is not xp:
+    if type(y_true) is not type(like) and (
+        not array_api_compat.is_array_api_obj(y_true) or namespace(y_true) is not xp
+    ):
         raise TypeError(
             f"{what}: labels are a {describe(y_true)} but predictions are a {describe(like)}; "
             "convert the labels with the same library (e.g. xp.asarray(y, device=...))"
         )
-    if array_device(y_true) != array_device(like):
+    if not same_device(y_true, like):
         raise TypeError(
             f"{what}: labels are a {describe(y_true)} but predictions are a {describe(like)}; "
             "move the labels to the predictions' device"
@@ -172,6 +181,13 @@ def namespace(x: Any) -> Any:
     return xp
 
 
+def same_device(a: Any, b: Any) -> bool:
+    """Whether two arrays of one library share a device (NumPy: always, without asking)."""
+    if type(a) is np.ndarray and type(b) is np.ndarray:
+        return True
+    return bool(array_device(a) == array_device(b))
+
+
 def check_same_place(x: Any, param: Any, what: str) -> None:
     """TypeError naming both sides when ``x`` and ``param`` differ in library or device."""
     if type(x) is not type(param):
@@ -179,7 +195,7 @@ def check_same_place(x: Any, param: Any, what: str) -> None:
             f"{what}: input is a {describe(x)} but the parameters are a {describe(param)}; "
             f"pass {library_name(param)} arrays, or move the model with model.to(like=x)"
         )
-    if array_device(x) != array_device(param):
+    if not same_device(x, param):
         raise TypeError(
             f"{what}: input is a {describe(x)} but the parameters are a {describe(param)}; "
             "move the input to the parameters' device, or move the model with model.to(like=x)"

@@ -58,6 +58,7 @@ class Dense(Layer):
 
     trainable = True
     parameter_names = ("weight", "bias")
+    need_dinput = True
 
     def __init__(
         self,
@@ -143,8 +144,10 @@ class Dense(Layer):
             _xp.check_floating(xp, x, "Dense.forward input")
             x = xp.astype(x, weight.dtype)  # compute in the layer's dtype (autocast)
         self.input = x
-        self.output = x @ weight + bias
-        return self.output
+        out = x @ weight
+        out += bias  # a fresh array of ours: in place where the library allows, else rebound (JAX)
+        self.output = out
+        return out
 
     def backward(self, dvalue: Any) -> Any:
         self._need_forward()
@@ -166,7 +169,8 @@ class Dense(Layer):
         if self.bias_regularizer_l2 > 0:
             dbias = dbias + (2 * self.bias_regularizer_l2) * bias
         self.dweight, self.dbias = dweight, dbias
-        self.dinput = dvalue @ weight.T
+        # Model turns this off for a first layer: nothing consumes dL/dX there.
+        self.dinput = dvalue @ weight.T if self.need_dinput else None
         return self.dinput
 
     def regularization_loss(self) -> Any:

@@ -98,6 +98,9 @@ class Model:
         if self.accuracy is None:
             self.accuracy = self._default_accuracy()
         self.trainable_layers = [layer for layer in self.layers if getattr(layer, "trainable", False)]
+        for i, layer in enumerate(self.layers):
+            if isinstance(layer, Dense):
+                layer.need_dinput = i > 0  # nothing consumes dL/dX of the model's input
         self.loss.remember_trainable_layers(self.trainable_layers)
         fused = isinstance(self.layers[-1], Softmax) and isinstance(self.loss, CategoricalCrossentropy)
         self._fused = SoftmaxCategoricalCrossentropy() if fused else None
@@ -167,11 +170,20 @@ class Model:
             layers = self.layers
         for layer in reversed(layers):
             dvalue = layer.backward(dvalue)
+            if dvalue is None:  # a first Dense layer skips the unused dL/dX
+                break
 
-    def _train_step(self, xp: Any, xb: Any, yb: Any) -> tuple[Any, Any, int]:
-        losses, output = self._loss_and_output(xb, yb, training=True)
+    def _train_step(self, xp: Any, xb: Any, yb: Any, yb_loss: Any, check: Any) -> tuple[Any, Any, int]:
+        """Forward, loss, accuracy, backward and update on one batch; sums stay on the device.
+
+        ``check(loss_sum)`` runs between the loss and the update: on host
+        backends it raises on a non-finite loss before any parameter changes.
+        """
+        losses, output = self._loss_and_output(xb, yb_loss, training=True)
+        batch_loss = xp.sum(losses)
+        check(batch_loss)
         correct = self.accuracy.compare(self.layers[-1].predictions(output), yb)  # type: ignore[union-attr]
-        self._backward(output, yb)
+        self._backward(output, yb_loss)
         opt = self.optimizer
         opt.pre_update_params()  # type: ignore[union-attr]
         for layer in self.trainable_layers:
@@ -179,7 +191,25 @@ class Model:
         opt.post_update_params()  # type: ignore[union-attr]
         if _xp.is_lazy(xb):
             self._persist()
-        return xp.sum(losses), xp.sum(xp.astype(correct, xp.float32)), math.prod(correct.shape)
+        return batch_loss, xp.sum(xp.astype(correct, xp.float32)), math.prod(correct.shape)
+
+    def _loss_targets(self, xp: Any, y: Any) -> Any:
+        """Targets in the form the loss computes with, built once per call, not per step.
+
+        Class indices become one-hot rows and every label is cast to the
+        model's floating dtype -- the per-step label work of the loss is then
+        a no-op.
+        """
+        width = self._n_outputs()
+        dtype = next((l.weight.dtype for l in self.trainable_layers), None)
+        if width is None or dtype is None or _xp.is_lazy(y):
+            return y
+        if isinstance(self.loss, CategoricalCrossentropy) and y.ndim == 1:
+            labels = xp.astype(y, dtype)
+            return _xp.one_hot(xp, labels, width, labels)
+        if y.ndim == 1 and width == 1:
+            y = xp.reshape(y, (-1, 1))
+        return y if y.dtype == dtype else xp.astype(y, dtype)
 
     def _persist(self) -> None:
         """Dask: compute the new parameters now, or the graph would grow every step."""
@@ -268,21 +298,35 @@ class Model:
         snapshot = self._snapshot()
         running: dict[str, Any] = {}
         global_step = 0
+        y_loss = self._loss_targets(xp, y)
+        where = {"epoch": 0, "step": 0}
+        if _xp.cheap_sync(X):
+            def check(batch_loss: Any) -> None:  # free on host arrays: every step, before the update
+                value = float(batch_loss)
+                if not math.isfinite(value):
+                    raise FloatingPointError(
+                        f"Model.train: the loss became {value} at epoch {where['epoch']}, step {where['step']}; "
+                        "the parameters keep their last finite values (lower the learning rate, or check the data)"
+                    )
+        else:
+            def check(batch_loss: Any) -> None:  # devices: an on-device flag, read at report points
+                self.optimizer.finite_guard = xp.isfinite(batch_loss)  # type: ignore[union-attr]
         for epoch in range(1, epochs + 1):
-            Xe, ye = X, y
+            Xe, ye, yle = X, y, y_loss
             if shuffle:
                 order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
-                Xe, ye = xp.take(X, order, axis=0), xp.take(y, order, axis=0)
+                Xe, ye, yle = xp.take(X, order, axis=0), xp.take(y, order, axis=0), xp.take(y_loss, order, axis=0)
             loss_sum: Any = 0.0
             correct_sum: Any = 0.0
             seen = compared = 0
             for step in range(steps):
                 if batch_size:
                     rows = slice(step * batch_size, min((step + 1) * batch_size, n))  # in-bounds (strict)
-                    xb, yb = Xe[rows, ...], ye[rows, ...]
+                    xb, yb, ylb = Xe[rows, ...], ye[rows, ...], yle[rows, ...]
                 else:
-                    xb, yb = Xe, ye
-                batch_loss, batch_correct, batch_compared = self._train_step(xp, xb, yb)
+                    xb, yb, ylb = Xe, ye, yle
+                where["epoch"], where["step"] = epoch, step + 1
+                batch_loss, batch_correct, batch_compared = self._train_step(xp, xb, yb, ylb, check)
                 batch_n = int(xb.shape[0])
                 loss_sum, correct_sum = loss_sum + batch_loss, correct_sum + batch_correct
                 seen, compared = seen + batch_n, compared + batch_compared

@@ -12,7 +12,7 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from . import _xp
+from . import _xp, backend_kernels
 
 __all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
 
@@ -42,6 +42,9 @@ class Optimizer:
     """Learning-rate decay and the pre/update/post protocol."""
 
     state_names: tuple[str, ...] = ()
+    # A 0-d device bool set by Model.train: the fused device kernels leave the
+    # parameters unchanged where it is False (a non-finite loss), no host sync.
+    finite_guard: Any = None
 
     def __init__(self, learning_rate: float, decay: float) -> None:
         name = type(self).__name__
@@ -65,12 +68,41 @@ class Optimizer:
                 )
             state = [getattr(layer, f"{name}_{s}", None) for s in self.state_names]
             state = [xp.zeros_like(param) if s is None else s for s in state]
-            param, state = self._step(xp, param, grad, state)
-            setattr(layer, name, param)
+            kind = backend_kernels.inplace_backend(param)
+            if kind is not None and type(grad) is type(param):
+                param = self._owned(layer, name, param)
+                self._step_inplace(kind, param, grad, state, layer, name)
+            else:
+                param, state = self._step(xp, param, grad, state)
+                setattr(layer, name, param)
             for s, value in zip(self.state_names, state):
                 setattr(layer, f"{name}_{s}", value)
 
+    def _guard(self) -> Any:
+        return True if self.finite_guard is None else self.finite_guard
+
+    @staticmethod
+    def _owned(layer: Any, name: str, param: Any) -> Any:
+        """The library's own copy of a parameter: never mutate an array a user assigned."""
+        owned = layer.__dict__.setdefault("_owned", {})
+        if owned.get(name) is not param:
+            param = param.copy()
+            owned[name] = param
+            setattr(layer, name, param)
+        return param
+
+    @staticmethod
+    def _scratch(layer: Any, name: str, param: Any) -> Any:
+        scratch = layer.__dict__.setdefault("_scratch", {})
+        tmp = scratch.get(name)
+        if tmp is None or tmp.shape != param.shape or tmp.dtype != param.dtype:
+            tmp = scratch[name] = param.copy()
+        return tmp
+
     def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
+        raise NotImplementedError  # pragma: no cover
+
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
         raise NotImplementedError  # pragma: no cover
 
     def post_update_params(self) -> None:
@@ -99,6 +131,13 @@ class SGD(Optimizer):
         update = self.momentum * state[0] - lr * grad
         return param + update, [update]
 
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+        if kind == "numpy":
+            backend_kernels.numpy_sgd(param, grad, state, self._scratch(layer, name, param),
+                                      self.current_learning_rate, self.momentum)
+        else:
+            backend_kernels.cupy_sgd(param, grad, state, self.current_learning_rate, self.momentum, self._guard())
+
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "momentum": self.momentum}
 
@@ -115,6 +154,9 @@ class Adagrad(Optimizer):
     def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
         cache = state[0] + grad * grad
         return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
+
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+        _cache_rule_inplace(self, kind, param, grad, state, layer, name, None)
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon}
@@ -136,8 +178,21 @@ class RMSprop(Optimizer):
         cache = self.rho * state[0] + (1.0 - self.rho) * (grad * grad)
         return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
 
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+        _cache_rule_inplace(self, kind, param, grad, state, layer, name, self.rho)
+
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon, "rho": self.rho}
+
+
+def _cache_rule_inplace(opt: Any, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str,
+                        rho: float | None) -> None:
+    if kind == "numpy":
+        backend_kernels.numpy_cache_rule(param, grad, state[0], opt._scratch(layer, name, param),
+                                         opt.current_learning_rate, opt.epsilon, rho)
+    else:
+        backend_kernels.cupy_cache_rule(param, grad, state[0], opt.current_learning_rate, opt.epsilon, rho,
+                                        opt._guard())
 
 
 class Adam(Optimizer):
@@ -177,6 +232,17 @@ class Adam(Optimizer):
         step = lr / (1.0 - b1**t)
         denom = xp.sqrt(cache) * (1.0 / math.sqrt(1.0 - b2**t)) + self.epsilon
         return param - step * momentum / denom, [momentum, cache]
+
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+        t = self.iterations + 1
+        lr = self.current_learning_rate
+        args = {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2,
+                "step": lr / (1.0 - self.beta_1**t), "c2": 1.0 / math.sqrt(1.0 - self.beta_2**t),
+                "eps": self.epsilon}
+        if kind == "numpy":
+            backend_kernels.numpy_adam(param, grad, state[0], state[1], self._scratch(layer, name, param), **args)
+        else:
+            backend_kernels.cupy_adam(param, grad, state[0], state[1], ok=self._guard(), **args)
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -1,0 +1,1 @@
+"""Benchmarks of portable_nn (a tool, not a test): ``python -m benchmarks``."""

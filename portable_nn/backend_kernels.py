@@ -1,0 +1,157 @@
+"""Optional fast paths for one backend each, beside the portable reference path.
+
+The portable code (``optimizers.py``) rebinds arrays and is the reference.
+Where a backend allows it, the optimizers instead update *arrays the library
+owns* in place with preallocated scratch buffers (NumPy ufuncs with ``out=``)
+or in one fused elementwise kernel per parameter (CuPy ``ElementwiseKernel``),
+cutting the temporaries and launches of a dozen separate operations.
+
+Switch them off with ``portable_nn.set_fast_paths(False)`` or the
+environment variable ``PORTABLE_NN_FAST_PATHS=0``; the tests run both ways
+and compare them.  An array a user assigned is never mutated: the first
+fast update of a parameter replaces it with the library's own copy.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any
+
+import numpy as np
+
+__all__ = ["set_fast_paths", "fast_paths_enabled", "inplace_backend"]
+
+_ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1") not in ("0", "false", "no", "off")
+
+
+def set_fast_paths(enabled: bool) -> None:
+    """Turn the backend-specific fast paths on or off (default on)."""
+    global _ENABLED
+    _ENABLED = bool(enabled)
+
+
+def fast_paths_enabled() -> bool:
+    return _ENABLED
+
+
+def inplace_backend(param: Any) -> str | None:
+    """'numpy' or 'cupy' when ``param`` can take an in-place fast update, else None."""
+    if not _ENABLED:
+        return None
+    if type(param) is np.ndarray:
+        return "numpy" if param.flags.writeable else None
+    if type(param).__module__.startswith("cupy"):
+        return "cupy"
+    return None
+
+
+# --- NumPy: ufuncs with out=, one scratch buffer per parameter ---------------
+
+def numpy_sgd(p: Any, g: Any, state: list[Any], tmp: Any, lr: float, momentum: float) -> None:
+    if momentum:
+        u = state[0]
+        u *= momentum
+        np.multiply(g, lr, out=tmp)
+        u -= tmp
+        p += u
+    else:
+        np.multiply(g, lr, out=tmp)
+        p -= tmp
+
+
+def numpy_cache_rule(p: Any, g: Any, cache: Any, tmp: Any, lr: float, eps: float, rho: float | None) -> None:
+    """Adagrad (rho None: cache += g^2) and RMSprop (cache = rho cache + (1-rho) g^2)."""
+    np.multiply(g, g, out=tmp)
+    if rho is None:
+        cache += tmp
+    else:
+        cache *= rho
+        tmp *= 1.0 - rho
+        cache += tmp
+    np.sqrt(cache, out=tmp)
+    tmp += eps
+    np.divide(g, tmp, out=tmp)
+    tmp *= lr
+    p -= tmp
+
+
+def numpy_adam(p: Any, g: Any, m: Any, v: Any, tmp: Any, *, lr: float, wd: float, b1: float, b2: float,
+               step: float, c2: float, eps: float) -> None:
+    if wd:
+        p *= 1.0 - lr * wd
+    m *= b1
+    np.multiply(g, 1.0 - b1, out=tmp)
+    m += tmp
+    v *= b2
+    np.multiply(g, g, out=tmp)
+    tmp *= 1.0 - b2
+    v += tmp
+    np.sqrt(v, out=tmp)
+    tmp *= c2
+    tmp += eps
+    np.divide(m, tmp, out=tmp)
+    tmp *= step
+    p -= tmp
+
+
+# --- CuPy: one fused kernel per parameter --------------------------------------
+
+_CUPY_KERNELS: dict[str, Any] = {}
+
+
+def _cupy_kernel(name: str) -> Any:
+    kernel = _CUPY_KERNELS.get(name)
+    if kernel is None:
+        import cupy
+
+        if name == "adam":
+            kernel = cupy.ElementwiseKernel(
+                "T g, bool ok, float64 lr, float64 wd, float64 b1, float64 b2, float64 step, float64 c2, "
+                "float64 eps",
+                "T p, T m, T v",
+                """
+                if (ok) {
+                    p = p * (T)(1.0 - lr * wd);
+                    m = (T)b1 * m + (T)(1.0 - b1) * g;
+                    v = (T)b2 * v + (T)(1.0 - b2) * (g * g);
+                    p = p - (T)step * m / (sqrt(v) * (T)c2 + (T)eps);
+                }
+                """,
+                "portable_nn_adam",
+            )
+        elif name == "sgd_momentum":
+            kernel = cupy.ElementwiseKernel(
+                "T g, bool ok, float64 lr, float64 momentum", "T p, T u",
+                "if (ok) { u = (T)momentum * u - (T)lr * g; p = p + u; }", "portable_nn_sgd_momentum")
+        elif name == "sgd":
+            kernel = cupy.ElementwiseKernel("T g, bool ok, float64 lr", "T p", "if (ok) { p = p - (T)lr * g; }",
+                                            "portable_nn_sgd")
+        elif name == "cache_rule":
+            kernel = cupy.ElementwiseKernel(
+                "T g, bool ok, float64 lr, float64 eps, float64 rho, float64 keep", "T p, T c",
+                "if (ok) { c = (T)keep * c + (T)rho * (g * g); p = p - (T)lr * g / (sqrt(c) + (T)eps); }",
+                "portable_nn_cache_rule")
+        _CUPY_KERNELS[name] = kernel
+    return kernel
+
+
+# `ok` is a 0-d device bool (the optimizer's finite_guard) or True: where it is
+# False the kernels change nothing, so a non-finite loss never reaches the
+# parameters and no host sync is needed to know it.
+
+def cupy_sgd(p: Any, g: Any, state: list[Any], lr: float, momentum: float, ok: Any = True) -> None:
+    if momentum:
+        _cupy_kernel("sgd_momentum")(g, ok, lr, momentum, p, state[0])
+    else:
+        _cupy_kernel("sgd")(g, ok, lr, p)
+
+
+def cupy_cache_rule(p: Any, g: Any, cache: Any, lr: float, eps: float, rho: float | None, ok: Any = True) -> None:
+    # Adagrad: c = 1*c + 1*g^2; RMSprop: c = rho*c + (1-rho)*g^2
+    keep, add = (1.0, 1.0) if rho is None else (rho, 1.0 - rho)
+    _cupy_kernel("cache_rule")(g, ok, lr, eps, add, keep, p, cache)
+
+
+def cupy_adam(p: Any, g: Any, m: Any, v: Any, *, lr: float, wd: float, b1: float, b2: float,
+              step: float, c2: float, eps: float, ok: Any = True) -> None:
+    _cupy_kernel("adam")(g, ok, lr, wd, b1, b2, step, c2, eps, p, m, v)
