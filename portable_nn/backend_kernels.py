@@ -14,12 +14,13 @@ fast update of a parameter replaces it with the library's own copy.
 
 from __future__ import annotations
 
+import math
 import os
 from typing import Any
 
 import numpy as np
 
-__all__ = ["set_fast_paths", "fast_paths_enabled", "inplace_backend"]
+__all__ = ["set_fast_paths", "fast_paths_enabled", "inplace_backend", "FlatParameters"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1") not in ("0", "false", "no", "off")
 
@@ -43,6 +44,77 @@ def inplace_backend(param: Any) -> str | None:
     if type(param).__module__.startswith("cupy"):
         return "cupy"
     return None
+
+
+class FlatParameters:
+    """Every parameter (and its optimizer state) as a view into one flat buffer.
+
+    Built from the layers' current arrays (copied: the buffer is the
+    library's own, a user's array is never mutated), then the layers'
+    attributes are rebound to views of it.  ``valid`` notices any attribute
+    rebound since (a user assignment, ``set_parameters``, a load, a restore)
+    and the optimizer then rebuilds.
+    """
+
+    def __init__(self, kind: str, xp: Any, entries: list[tuple[Any, str]], state_names: tuple[str, ...]) -> None:
+        self.kind = kind
+        self.layers = list(dict.fromkeys(layer for layer, _ in entries))
+        params = [getattr(layer, name) for layer, name in entries]
+        shapes = [tuple(p.shape) for p in params]
+        sizes = [math.prod(s) for s in shapes]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.param = xp.concatenate([p.reshape(-1) for p in params])
+        self.state = []
+        for s in state_names:
+            existing = [getattr(layer, f"{name}_{s}", None) for layer, name in entries]
+            self.state.append(xp.concatenate([
+                xp.zeros(size, dtype=self.param.dtype) if e is None else xp.asarray(e, dtype=self.param.dtype).reshape(-1)
+                for e, size in zip(existing, sizes)]))
+        self.grad = xp.empty_like(self.param)
+        self.scratch = xp.empty_like(self.param)
+        self.views: list[tuple[Any, str, Any]] = []
+        for (layer, name), off, size, shape in zip(entries, offsets, sizes, shapes):
+            buffers = [(name, self.param)] + [(f"{name}_{s}", b) for s, b in zip(state_names, self.state)]
+            for attr, buf in buffers:
+                view = buf[off:off + size].reshape(shape)
+                setattr(layer, attr, view)
+                self.views.append((layer, attr, view))
+        self.grad_names = [(layer, f"d{name}") for layer, name in entries]
+        self.grad_views = [self.grad[off:off + size] for off, size in zip(offsets, sizes)]
+
+    @classmethod
+    def build(cls, layers: list[Any], state_names: tuple[str, ...]) -> FlatParameters | None:
+        """A flat buffer for these layers, or None where the fast path does not apply."""
+        entries = [(layer, name) for layer in layers for name in layer.parameter_names]
+        if not entries:
+            return None
+        params = [getattr(layer, name) for layer, name in entries]
+        grads = [getattr(layer, f"d{name}") for layer, name in entries]
+        kind = inplace_backend(params[0])
+        if kind is None:
+            return None
+        first = params[0]
+        if any(type(a) is not type(first) or a.dtype != first.dtype for a in params + grads):
+            return None
+        if kind == "cupy" and any(a.device != first.device for a in params + grads):
+            return None
+        if kind == "numpy":
+            xp: Any = np
+        else:
+            import cupy as xp
+        return cls(kind, xp, entries, state_names)
+
+    def valid(self, layers: list[Any]) -> bool:
+        """Same layers, and every attribute still the view it was bound to."""
+        if len(layers) != len(self.layers) or any(a is not b for a, b in zip(layers, self.layers)):
+            return False
+        return all(getattr(layer, attr) is view for layer, attr, view in self.views)
+
+    def gather_grads(self) -> None:
+        """Copy the layers' gradients into the flat gradient buffer."""
+        for (layer, attr), out in zip(self.grad_names, self.grad_views):
+            g = getattr(layer, attr)
+            out[...] = g.reshape(-1)
 
 
 # --- NumPy: ufuncs with out=, one scratch buffer per parameter ---------------
@@ -86,11 +158,11 @@ def numpy_adam(p: Any, g: Any, m: Any, v: Any, tmp: Any, *, lr: float, wd: float
     np.multiply(g, g, out=tmp)
     tmp *= 1.0 - b2
     v += tmp
+    # step * m / (c2 sqrt(v) + eps) == (step / c2) * m / (sqrt(v) + eps / c2): one pass fewer
     np.sqrt(v, out=tmp)
-    tmp *= c2
-    tmp += eps
+    tmp += eps / c2
     np.divide(m, tmp, out=tmp)
-    tmp *= step
+    tmp *= step / c2
     p -= tmp
 
 

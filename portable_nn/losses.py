@@ -127,6 +127,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def forward(self, logits: Any, y_true: Any) -> Any:
         xp, y = self._categorical(logits, y_true)
+        self._last_labels = y
         shifted = logits - xp.max(logits, axis=1, keepdims=True)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
@@ -138,6 +139,13 @@ class SoftmaxCategoricalCrossentropy(Loss):
         xp, y = self._categorical(y_pred, y_true)
         self.dinput = (y_pred - y) / y_pred.shape[0]
         return self.dinput
+
+    def forward_backward(self, logits: Any, y_true: Any) -> tuple[Any, Any]:
+        """``forward`` and ``backward(self.output, y_true)`` in one pass over the labels."""
+        losses = self.forward(logits, y_true)
+        y = self._last_labels
+        self.dinput = (self.output - y) / logits.shape[0]
+        return losses, self.dinput
 
 
 class BinaryCrossentropy(Loss):

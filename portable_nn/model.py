@@ -150,24 +150,24 @@ class Model:
             x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
         return x
 
-    def _loss_and_output(self, x: Any, y: Any, training: bool) -> tuple[Any, Any]:
-        """Per-sample losses and the output; fused softmax-CE when finalized so."""
+    def _loss_and_output(self, x: Any, y: Any, training: bool, with_grad: bool = False) -> tuple[Any, Any, Any]:
+        """Per-sample losses, the output and (``with_grad``) dL/d(output or logits)."""
         if self._fused is not None:
             for layer in self.layers[:-1]:
                 x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
-            losses = self._fused.forward(x, y)
+            if with_grad:
+                losses, dvalue = self._fused.forward_backward(x, y)
+            else:
+                losses, dvalue = self._fused.forward(x, y), None
             self.layers[-1].output = self._fused.output
-            return losses, self._fused.output
+            return losses, self._fused.output, dvalue
         out = self.forward(x, training)
-        return self.loss.forward(out, y), out  # type: ignore[union-attr]
+        losses = self.loss.forward(out, y)  # type: ignore[union-attr]
+        return losses, out, self.loss.backward(out, y) if with_grad else None  # type: ignore[union-attr]
 
-    def _backward(self, output: Any, y: Any) -> None:
-        if self._fused is not None:
-            dvalue = self._fused.backward(output, y)
-            layers = self.layers[:-1]
-        else:
-            dvalue = self.loss.backward(output, y)  # type: ignore[union-attr]
-            layers = self.layers
+    def _backward(self, dvalue: Any) -> None:
+        """Backpropagate dL/d(output) -- or dL/d(logits) when fused, skipping the Softmax."""
+        layers = self.layers[:-1] if self._fused is not None else self.layers
         for layer in reversed(layers):
             dvalue = layer.backward(dvalue)
             if dvalue is None:  # a first Dense layer skips the unused dL/dX
@@ -179,15 +179,14 @@ class Model:
         ``check(loss_sum)`` runs between the loss and the update: on host
         backends it raises on a non-finite loss before any parameter changes.
         """
-        losses, output = self._loss_and_output(xb, yb_loss, training=True)
+        losses, output, dvalue = self._loss_and_output(xb, yb_loss, training=True, with_grad=True)
         batch_loss = xp.sum(losses)
         check(batch_loss)
         correct = self.accuracy.compare(self.layers[-1].predictions(output), yb)  # type: ignore[union-attr]
-        self._backward(output, yb_loss)
+        self._backward(dvalue)
         opt = self.optimizer
         opt.pre_update_params()  # type: ignore[union-attr]
-        for layer in self.trainable_layers:
-            opt.update_params(layer)  # type: ignore[union-attr]
+        opt.update_all(self.trainable_layers)  # type: ignore[union-attr]
         opt.post_update_params()  # type: ignore[union-attr]
         if _xp.is_lazy(xb):
             self._persist()
@@ -427,7 +426,7 @@ class Model:
         correct_sum: Any = 0.0
         compared = 0
         for s in self._batches(int(X.shape[0]), batch_size):
-            losses, output = self._loss_and_output(X[s, ...], y[s, ...], training=False)
+            losses, output, _ = self._loss_and_output(X[s, ...], y[s, ...], training=False)
             correct = self.accuracy.compare(self.layers[-1].predictions(output), y[s, ...])  # type: ignore[union-attr]
             loss_sum = loss_sum + xp.sum(losses)
             correct_sum = correct_sum + xp.sum(xp.astype(correct, xp.float32))

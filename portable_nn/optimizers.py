@@ -58,6 +58,7 @@ class Optimizer:
             self.current_learning_rate = self.learning_rate / (1.0 + self.decay * self.iterations)
 
     def update_params(self, layer: Any) -> None:
+        """Update one layer's parameters (the reference path: new arrays, rebound)."""
         xp = _xp.namespace(layer.weight)
         for name in layer.parameter_names:
             param, grad = getattr(layer, name), getattr(layer, f"d{name}")
@@ -68,41 +69,40 @@ class Optimizer:
                 )
             state = [getattr(layer, f"{name}_{s}", None) for s in self.state_names]
             state = [xp.zeros_like(param) if s is None else s for s in state]
-            kind = backend_kernels.inplace_backend(param)
-            if kind is not None and type(grad) is type(param):
-                param = self._owned(layer, name, param)
-                self._step_inplace(kind, param, grad, state, layer, name)
-            else:
-                param, state = self._step(xp, param, grad, state)
-                setattr(layer, name, param)
+            param, state = self._step(xp, param, grad, state)
+            setattr(layer, name, param)
             for s, value in zip(self.state_names, state):
                 setattr(layer, f"{name}_{s}", value)
+
+    def update_all(self, layers: Any) -> None:
+        """Update every layer's parameters: one pass over a flat buffer where the backend allows.
+
+        NumPy and CuPy (fast paths on): parameters, optimizer state and
+        gradients live in one contiguous buffer each (the layers hold views),
+        so an update is a handful of whole-buffer operations -- or one fused
+        kernel -- instead of a dozen per parameter.  Elsewhere, and for any
+        layer a user changed since, ``update_params`` per layer.
+        """
+        layers = list(layers)
+        flat = self._flat
+        if flat is None or not flat.valid(layers):
+            flat = self._flat = backend_kernels.FlatParameters.build(layers, self.state_names)
+        if flat is None:
+            for layer in layers:
+                self.update_params(layer)
+            return
+        flat.gather_grads()
+        self._step_inplace(flat.kind, flat.param, flat.grad, flat.state, flat.scratch)
+
+    _flat: Any = None
 
     def _guard(self) -> Any:
         return True if self.finite_guard is None else self.finite_guard
 
-    @staticmethod
-    def _owned(layer: Any, name: str, param: Any) -> Any:
-        """The library's own copy of a parameter: never mutate an array a user assigned."""
-        owned = layer.__dict__.setdefault("_owned", {})
-        if owned.get(name) is not param:
-            param = param.copy()
-            owned[name] = param
-            setattr(layer, name, param)
-        return param
-
-    @staticmethod
-    def _scratch(layer: Any, name: str, param: Any) -> Any:
-        scratch = layer.__dict__.setdefault("_scratch", {})
-        tmp = scratch.get(name)
-        if tmp is None or tmp.shape != param.shape or tmp.dtype != param.dtype:
-            tmp = scratch[name] = param.copy()
-        return tmp
-
     def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
         raise NotImplementedError  # pragma: no cover
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
         raise NotImplementedError  # pragma: no cover
 
     def post_update_params(self) -> None:
@@ -131,10 +131,9 @@ class SGD(Optimizer):
         update = self.momentum * state[0] - lr * grad
         return param + update, [update]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
         if kind == "numpy":
-            backend_kernels.numpy_sgd(param, grad, state, self._scratch(layer, name, param),
-                                      self.current_learning_rate, self.momentum)
+            backend_kernels.numpy_sgd(param, grad, state, tmp, self.current_learning_rate, self.momentum)
         else:
             backend_kernels.cupy_sgd(param, grad, state, self.current_learning_rate, self.momentum, self._guard())
 
@@ -155,8 +154,8 @@ class Adagrad(Optimizer):
         cache = state[0] + grad * grad
         return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
-        _cache_rule_inplace(self, kind, param, grad, state, layer, name, None)
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
+        _cache_rule_inplace(self, kind, param, grad, state, tmp, None)
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon}
@@ -178,18 +177,17 @@ class RMSprop(Optimizer):
         cache = self.rho * state[0] + (1.0 - self.rho) * (grad * grad)
         return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
-        _cache_rule_inplace(self, kind, param, grad, state, layer, name, self.rho)
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
+        _cache_rule_inplace(self, kind, param, grad, state, tmp, self.rho)
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon, "rho": self.rho}
 
 
-def _cache_rule_inplace(opt: Any, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str,
+def _cache_rule_inplace(opt: Any, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any,
                         rho: float | None) -> None:
     if kind == "numpy":
-        backend_kernels.numpy_cache_rule(param, grad, state[0], opt._scratch(layer, name, param),
-                                         opt.current_learning_rate, opt.epsilon, rho)
+        backend_kernels.numpy_cache_rule(param, grad, state[0], tmp, opt.current_learning_rate, opt.epsilon, rho)
     else:
         backend_kernels.cupy_cache_rule(param, grad, state[0], opt.current_learning_rate, opt.epsilon, rho,
                                         opt._guard())
@@ -233,14 +231,14 @@ class Adam(Optimizer):
         denom = xp.sqrt(cache) * (1.0 / math.sqrt(1.0 - b2**t)) + self.epsilon
         return param - step * momentum / denom, [momentum, cache]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], layer: Any, name: str) -> None:
+    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
         t = self.iterations + 1
         lr = self.current_learning_rate
         args = {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2,
                 "step": lr / (1.0 - self.beta_1**t), "c2": 1.0 / math.sqrt(1.0 - self.beta_2**t),
                 "eps": self.epsilon}
         if kind == "numpy":
-            backend_kernels.numpy_adam(param, grad, state[0], state[1], self._scratch(layer, name, param), **args)
+            backend_kernels.numpy_adam(param, grad, state[0], state[1], tmp, **args)
         else:
             backend_kernels.cupy_adam(param, grad, state[0], state[1], ok=self._guard(), **args)
 

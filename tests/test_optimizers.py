@@ -134,3 +134,70 @@ def test_book_defaults():
     assert (pnn.RMSprop().learning_rate, pnn.RMSprop().rho, pnn.RMSprop().epsilon) == (0.001, 0.9, 1e-7)
     a = pnn.Adam()
     assert (a.learning_rate, a.beta_1, a.beta_2, a.epsilon, a.decay) == (0.001, 0.9, 0.999, 1e-7, 0.0)
+
+
+@pytest.mark.parametrize("name, cfg", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
+def test_fast_path_equals_reference_path(backend, name, cfg):
+    """update_all (flat buffers / fused kernels where the backend allows) == update_params per layer."""
+    def make():
+        layers = [pnn.Dense(3, 4, seed=0, dtype="float64", weight_scale=1.0),
+                  pnn.Dense(4, 2, seed=1, dtype="float64", weight_scale=1.0)]
+        for layer in layers:
+            layer.forward(backend.asarray(np.zeros((1, layer.n_inputs))))
+        return layers
+
+    fast, ref = make(), make()
+    opt_fast, opt_ref = getattr(pnn, name)(**cfg), getattr(pnn, name)(**cfg)
+    rng = np.random.default_rng(5)
+    for step in range(STEPS):
+        for a, b in zip(fast, ref):
+            gw, gb = rng.standard_normal(a.weight.shape), rng.standard_normal(a.bias.shape)
+            a.dweight, a.dbias = backend.asarray(gw), backend.asarray(gb)
+            b.dweight, b.dbias = backend.asarray(gw), backend.asarray(gb)
+        for opt, layers in ((opt_fast, fast), (opt_ref, ref)):
+            opt.pre_update_params()
+        opt_fast.update_all(fast)
+        for layer in ref:
+            opt_ref.update_params(layer)
+        opt_fast.post_update_params()
+        opt_ref.post_update_params()
+        for a, b in zip(fast, ref):
+            backend.assert_close(a.weight, backend.to_numpy(b.weight), rtol=1e-12, atol=1e-15)
+            backend.assert_close(a.bias, backend.to_numpy(b.bias), rtol=1e-12, atol=1e-15)
+            for s in opt_ref.state_names:
+                backend.assert_close(getattr(a, f"weight_{s}"), backend.to_numpy(getattr(b, f"weight_{s}")),
+                                     rtol=1e-12, atol=1e-15)
+
+
+def test_fast_path_never_mutates_a_users_array_and_follows_reassignment():
+    layer = pnn.Dense(2, 2, dtype="float64")
+    mine = np.array([[1.0, 2.0], [3.0, 4.0]])
+    layer.weight = mine
+    layer.forward(np.ones((1, 2)))
+    layer.backward(np.ones((1, 2)))
+    opt = pnn.SGD(learning_rate=0.5)
+    opt.update_all([layer])
+    np.testing.assert_array_equal(mine, [[1.0, 2.0], [3.0, 4.0]])  # untouched
+    np.testing.assert_array_equal(layer.weight, mine - 0.5)
+    # a new assignment is picked up by the next update (the flat buffer is rebuilt)
+    layer.weight = np.zeros((2, 2))
+    opt.update_all([layer])
+    np.testing.assert_array_equal(layer.weight, np.full((2, 2), -0.5))
+
+
+def test_fast_paths_can_be_switched_off(monkeypatch):
+    from portable_nn import backend_kernels
+
+    layer = pnn.Dense(2, 2, dtype="float64")
+    layer.forward(np.ones((1, 2)))
+    layer.backward(np.ones((1, 2)))
+    backend_kernels.set_fast_paths(False)
+    try:
+        opt = pnn.Adam()
+        opt.update_all([layer])
+        assert opt._flat is None
+    finally:
+        backend_kernels.set_fast_paths(True)
+    opt = pnn.Adam()
+    opt.update_all([layer])
+    assert opt._flat is not None and opt._flat.kind == "numpy"
