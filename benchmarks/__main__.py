@@ -142,8 +142,14 @@ def bench_workload(name: str, backend: Any, rounds: int, gpu: bool) -> dict[str,
     except ImportError:
         pass
     times: dict[str, list[float]] = {k: [] for k in impls}
+    keys = list(impls)
     for r in range(rounds + 1):  # round 0 warms up (placement, caches, kernels)
-        for key, fn in impls.items():
+        # Rotate the order every round and pause between runs: PyTorch's OpenMP
+        # threads spin for a while after a parallel region and would otherwise
+        # slow down whichever implementation always runs right after it.
+        for key in keys[r % len(keys):] + keys[:r % len(keys)]:
+            fn = impls[key]
+            time.sleep(0.05)
             synchronize(backend.name)
             t0 = time.perf_counter()
             fn()

@@ -127,7 +127,6 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def forward(self, logits: Any, y_true: Any) -> Any:
         xp, y = self._categorical(logits, y_true)
-        self._last_labels = y
         shifted = logits - xp.max(logits, axis=1, keepdims=True)
         e = xp.exp(shifted)
         total = xp.sum(e, axis=1, keepdims=True)
@@ -141,11 +140,19 @@ class SoftmaxCategoricalCrossentropy(Loss):
         return self.dinput
 
     def forward_backward(self, logits: Any, y_true: Any) -> tuple[Any, Any]:
-        """``forward`` and ``backward(self.output, y_true)`` in one pass over the labels."""
-        losses = self.forward(logits, y_true)
-        y = self._last_labels
+        """The training step's loss work in one pass: ``(sum of losses, dL/dlogits)``.
+
+        ``sum_i L_i = sum_i log(sum_j exp(z_ij - m_i)) - sum_ij y_ij (z_ij - m_i)``: two
+        whole-array reductions instead of a per-row one; stores ``.output``.
+        """
+        xp, y = self._categorical(logits, y_true)
+        shifted = logits - xp.max(logits, axis=1, keepdims=True)
+        e = xp.exp(shifted)
+        total = xp.sum(e, axis=1, keepdims=True)
+        self.output = e / total
+        loss_sum = xp.sum(xp.log(total)) - xp.sum(shifted * y)
         self.dinput = (self.output - y) / logits.shape[0]
-        return losses, self.dinput
+        return loss_sum, self.dinput
 
 
 class BinaryCrossentropy(Loss):

@@ -150,20 +150,28 @@ class Model:
             x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
         return x
 
-    def _loss_and_output(self, x: Any, y: Any, training: bool, with_grad: bool = False) -> tuple[Any, Any, Any]:
-        """Per-sample losses, the output and (``with_grad``) dL/d(output or logits)."""
+    def _loss_and_output(self, x: Any, y: Any, training: bool) -> tuple[Any, Any]:
+        """Per-sample losses and the output (fused softmax-CE when finalized so)."""
         if self._fused is not None:
             for layer in self.layers[:-1]:
                 x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
-            if with_grad:
-                losses, dvalue = self._fused.forward_backward(x, y)
-            else:
-                losses, dvalue = self._fused.forward(x, y), None
+            losses = self._fused.forward(x, y)
             self.layers[-1].output = self._fused.output
-            return losses, self._fused.output, dvalue
+            return losses, self._fused.output
         out = self.forward(x, training)
-        losses = self.loss.forward(out, y)  # type: ignore[union-attr]
-        return losses, out, self.loss.backward(out, y) if with_grad else None  # type: ignore[union-attr]
+        return self.loss.forward(out, y), out  # type: ignore[union-attr]
+
+    def _loss_sum_and_grad(self, xp: Any, x: Any, y: Any) -> tuple[Any, Any, Any]:
+        """Training: the summed loss, the output and dL/d(output) -- dL/d(logits) when fused."""
+        if self._fused is not None:
+            for layer in self.layers[:-1]:
+                x = layer.forward(x, True) if isinstance(layer, Dropout) else layer.forward(x)
+            loss_sum, dvalue = self._fused.forward_backward(x, y)
+            self.layers[-1].output = self._fused.output
+            return loss_sum, self._fused.output, dvalue
+        out = self.forward(x, True)
+        loss_sum = xp.sum(self.loss.forward(out, y))  # type: ignore[union-attr]
+        return loss_sum, out, self.loss.backward(out, y)  # type: ignore[union-attr]
 
     def _backward(self, dvalue: Any) -> None:
         """Backpropagate dL/d(output) -- or dL/d(logits) when fused, skipping the Softmax."""
@@ -179,8 +187,7 @@ class Model:
         ``check(loss_sum)`` runs between the loss and the update: on host
         backends it raises on a non-finite loss before any parameter changes.
         """
-        losses, output, dvalue = self._loss_and_output(xb, yb_loss, training=True, with_grad=True)
-        batch_loss = xp.sum(losses)
+        batch_loss, output, dvalue = self._loss_sum_and_grad(xp, xb, yb_loss)
         check(batch_loss)
         correct = self.accuracy.compare(self.layers[-1].predictions(output), yb)  # type: ignore[union-attr]
         self._backward(dvalue)
@@ -190,7 +197,17 @@ class Model:
         opt.post_update_params()  # type: ignore[union-attr]
         if _xp.is_lazy(xb):
             self._persist()
-        return batch_loss, xp.sum(xp.astype(correct, xp.float32)), math.prod(correct.shape)
+        return batch_loss, xp.count_nonzero(correct), math.prod(correct.shape)
+
+    def _accuracy_targets(self, xp: Any, y: Any) -> Any:
+        """Class labels as the predictions' integer dtype (one-hot rows as indices), once per call."""
+        acc = self.accuracy
+        if not isinstance(acc, CategoricalAccuracy) or acc.binary or _xp.is_lazy(y):
+            return y
+        if y.ndim == 2:
+            y = xp.argmax(y, axis=1)
+        int_dtype = _xp.default_int(xp, _xp.array_device(y))
+        return y if y.dtype == int_dtype else xp.astype(y, int_dtype)
 
     def _loss_targets(self, xp: Any, y: Any) -> Any:
         """Targets in the form the loss computes with, built once per call, not per step.
@@ -298,8 +315,10 @@ class Model:
         running: dict[str, Any] = {}
         global_step = 0
         y_loss = self._loss_targets(xp, y)
+        y = self._accuracy_targets(xp, y)
         where = {"epoch": 0, "step": 0}
-        if _xp.cheap_sync(X):
+        eager = _xp.cheap_sync(X)
+        if eager:
             def check(batch_loss: Any) -> None:  # free on host arrays: every step, before the update
                 value = float(batch_loss)
                 if not math.isfinite(value):
@@ -330,7 +349,8 @@ class Model:
                 loss_sum, correct_sum = loss_sum + batch_loss, correct_sum + batch_correct
                 seen, compared = seen + batch_n, compared + batch_compared
                 global_step += 1
-                step_losses.append((epoch, step + 1, batch_loss / batch_n))
+                if not eager:  # host backends were checked before the update already
+                    step_losses.append((epoch, step + 1, batch_loss))
                 running = {"epoch": epoch, "step": step + 1, "loss_sum": loss_sum, "seen": seen,
                            "correct_sum": correct_sum, "compared": compared}
                 last = global_step == total_steps
@@ -426,10 +446,10 @@ class Model:
         correct_sum: Any = 0.0
         compared = 0
         for s in self._batches(int(X.shape[0]), batch_size):
-            losses, output, _ = self._loss_and_output(X[s, ...], y[s, ...], training=False)
+            losses, output = self._loss_and_output(X[s, ...], y[s, ...], training=False)
             correct = self.accuracy.compare(self.layers[-1].predictions(output), y[s, ...])  # type: ignore[union-attr]
             loss_sum = loss_sum + xp.sum(losses)
-            correct_sum = correct_sum + xp.sum(xp.astype(correct, xp.float32))
+            correct_sum = correct_sum + xp.count_nonzero(correct)
             compared += math.prod(correct.shape)
         return loss_sum / X.shape[0], correct_sum / compared
 

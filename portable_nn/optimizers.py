@@ -187,7 +187,8 @@ class RMSprop(Optimizer):
 def _cache_rule_inplace(opt: Any, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any,
                         rho: float | None) -> None:
     if kind == "numpy":
-        backend_kernels.numpy_cache_rule(param, grad, state[0], tmp, opt.current_learning_rate, opt.epsilon, rho)
+        backend_kernels.numpy_cache_rule(param, grad, state[0], tmp, lr=opt.current_learning_rate,
+                                         eps=opt.epsilon, rho=rho)
     else:
         backend_kernels.cupy_cache_rule(param, grad, state[0], opt.current_learning_rate, opt.epsilon, rho,
                                         opt._guard())
