@@ -54,7 +54,8 @@ class Generator:
         if array_api_compat.is_cupy_namespace(xp):
             import cupy
 
-            with cupy.cuda.Device(device):
+            dev = device if isinstance(device, cupy.cuda.Device) else cupy.cuda.Device(device)
+            with dev:
                 rng = self._state(("cupy", str(device)), lambda: cupy.random.default_rng(self.seed))
                 return rng.random(shape, dtype=dtype)
         if array_api_compat.is_jax_namespace(xp):
