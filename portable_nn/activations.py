@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from . import _xp
+from . import _xp, backend_kernels
 from .layers import Layer
 
 __all__ = ["ReLU", "Sigmoid", "Softmax", "Linear"]
@@ -25,6 +25,10 @@ class ReLU(Layer):
 
     def backward(self, dvalue: Any) -> Any:
         self._need_forward()
+        fused = backend_kernels.relu_backward(self.input, dvalue)  # one kernel on CuPy
+        if fused is not None:
+            self.dinput = fused
+            return fused
         xp = _xp.namespace(dvalue)
         # a multiply by the 0/1 mask: three times faster than where() on NumPy
         self.dinput = dvalue * xp.astype(self.input > 0, dvalue.dtype)

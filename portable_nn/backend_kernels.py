@@ -20,7 +20,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["set_fast_paths", "fast_paths_enabled", "inplace_backend", "FlatParameters"]
+__all__ = ["set_fast_paths", "fast_paths_enabled", "inplace_backend", "FlatParameters", "relu_backward"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1") not in ("0", "false", "no", "off")
 
@@ -242,6 +242,20 @@ def _cupy_kernel(name: str) -> Any:
 # `ok` is a 0-d device bool (the optimizer's finite_guard) or True: where it is
 # False the kernels change nothing, so a non-finite loss never reaches the
 # parameters and no host sync is needed to know it.
+
+def relu_backward(x: Any, dvalue: Any) -> Any:
+    """``where(x > 0, dvalue, 0)`` in one CuPy kernel; None where there is no fast path."""
+    if not _ENABLED or not type(x).__module__.startswith("cupy") or type(dvalue) is not type(x) \
+            or x.dtype != dvalue.dtype or x.shape != dvalue.shape:
+        return None
+    kernel = _CUPY_KERNELS.get("relu_backward")
+    if kernel is None:
+        import cupy
+
+        kernel = _CUPY_KERNELS["relu_backward"] = cupy.ElementwiseKernel(
+            "T x, T d", "T out", "out = x > (T)0 ? d : (T)0", "portable_nn_relu_backward")
+    return kernel(x, dvalue)
+
 
 def cupy_sgd(p: Any, g: Any, state: list[Any], lr: float, momentum: float, ok: Any = True) -> None:
     if momentum:

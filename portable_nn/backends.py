@@ -73,6 +73,8 @@ def get_backend(name: str, device: str | None = None) -> Backend:
         dev = torch.device(device or "cpu")
         if dev.type == "cuda" and not torch.cuda.is_available():
             raise BackendUnavailable("torch: no CUDA device available")
+        if dev.type == "cuda" and dev.index is None:
+            dev = torch.device("cuda", torch.cuda.current_device())  # tensors report cuda:0, not cuda
         return Backend(name, xp, dev, lambda a: xp.asarray(a, device=dev))
     if name == "jax":
         jax = _need(name, "jax")

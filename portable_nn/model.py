@@ -335,7 +335,7 @@ class Model:
                 order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
                 Xe, ye, yle = xp.take(X, order, axis=0), xp.take(y, order, axis=0), xp.take(y_loss, order, axis=0)
             loss_sum: Any = 0.0
-            correct_sum: Any = 0.0
+            correct_sum: Any = 0  # an integer count on the device
             seen = compared = 0
             for step in range(steps):
                 if batch_size:
@@ -355,7 +355,8 @@ class Model:
                            "correct_sum": correct_sum, "compared": compared}
                 last = global_step == total_steps
                 if step == steps - 1:
-                    pending.append((epoch, self._epoch_figures(xp, loss_sum / seen, correct_sum / compared,
+                    accuracy = xp.astype(correct_sum, batch_loss.dtype) / compared
+                    pending.append((epoch, self._epoch_figures(xp, loss_sum / seen, accuracy,
                                                                validation_data, batch_size)))
                 if global_step % print_every == 0 or last:
                     snapshot = self._report(xp, history, pending, step_losses, running, snapshot,
@@ -443,7 +444,7 @@ class Model:
     def _evaluate_device(self, X: Any, y: Any, batch_size: int | None) -> tuple[Any, Any]:
         xp = _xp.namespace(X)
         loss_sum: Any = 0.0
-        correct_sum: Any = 0.0
+        correct_sum: Any = 0
         compared = 0
         for s in self._batches(int(X.shape[0]), batch_size):
             losses, output = self._loss_and_output(X[s, ...], y[s, ...], training=False)
@@ -451,7 +452,7 @@ class Model:
             loss_sum = loss_sum + xp.sum(losses)
             correct_sum = correct_sum + xp.count_nonzero(correct)
             compared += math.prod(correct.shape)
-        return loss_sum / X.shape[0], correct_sum / compared
+        return loss_sum / X.shape[0], xp.astype(correct_sum, losses.dtype) / compared
 
     def evaluate(self, X: Any, y: Any, *, batch_size: int | None = None) -> tuple[float, float]:
         """Mean data loss and accuracy on ``(X, y)``, as host floats."""

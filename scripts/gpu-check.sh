@@ -54,6 +54,9 @@ echo -e "\n## Training example and gradient check on CuPy" >> "$report"
   "$PY" -m portable_nn check --backend cupy 2>&1
   echo '```'
 } >> "$report"
+if [ "${PROFILE:-0}" = 1 ]; then
+  { echo -e "\n## Where a large CuPy step spends its time"; echo "\`\`\`"; "$PY" -m benchmarks.gpu_profile 2>&1; echo "\`\`\`"; } >> "$report"
+fi
 echo -e "\n## Benchmark (CuPy backend vs PyTorch CUDA eager vs GEMM only)" >> "$report"
 {
   echo '```'

@@ -89,3 +89,20 @@ def test_backward_before_forward_is_an_error(backend, cls):
     layer = cls(2, 2) if cls is pnn.Dense else cls()
     with pytest.raises(RuntimeError, match=f"{cls.__name__}.backward called before forward"):
         layer.backward(backend.asarray(np.ones((1, 2))))
+
+
+def test_relu_backward_fast_path_equals_reference(backend):
+    from portable_nn import backend_kernels
+
+    x = backend.asarray(away_from_zero((7, 5)))
+    d = backend.asarray(RNG.standard_normal((7, 5)))
+    results = []
+    for enabled in (True, False):
+        backend_kernels.set_fast_paths(enabled)
+        try:
+            layer = pnn.ReLU()
+            layer.forward(x)
+            results.append(backend.to_numpy(layer.backward(d)))
+        finally:
+            backend_kernels.set_fast_paths(True)
+    np.testing.assert_array_equal(results[0], results[1])
