@@ -10,15 +10,20 @@ reason, never errors.  ``--device`` picks the device (e.g. ``cuda``).
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass
-from typing import Any
 
-import numpy as np
-import pytest
-from array_api_compat import array_namespace, device
+# scikit-learn's array API checks (run by tests/test_sklearn.py) need SciPy's
+# array API mode, which is read once, when SciPy is first imported.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from portable_nn._xp import to_numpy
-from portable_nn.backends import BACKENDS, Backend, BackendUnavailable, get_backend
+from dataclasses import dataclass  # noqa: E402
+from typing import Any  # noqa: E402
+
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from array_api_compat import array_namespace, device  # noqa: E402
+
+from portable_nn._xp import to_numpy  # noqa: E402
+from portable_nn.backends import BACKENDS, Backend, BackendUnavailable, get_backend  # noqa: E402
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -190,7 +190,7 @@ def same_device(a: Any, b: Any) -> bool:
 
 def check_same_place(x: Any, param: Any, what: str) -> None:
     """TypeError naming both sides when ``x`` and ``param`` differ in library or device."""
-    if type(x) is not type(param):
+    if type(x) is not type(param) and namespace(x) is not namespace(param):
         raise TypeError(
             f"{what}: input is a {describe(x)} but the parameters are a {describe(param)}; "
             f"pass {library_name(param)} arrays, or move the model with model.to(like=x)"
