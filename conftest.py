@@ -19,6 +19,7 @@ from dataclasses import dataclass  # noqa: E402
 from typing import Any  # noqa: E402
 
 import numpy as np  # noqa: E402
+from hypothesis import settings  # noqa: E402
 import pytest  # noqa: E402
 from array_api_compat import array_namespace, device  # noqa: E402
 
@@ -39,6 +40,17 @@ def pytest_addoption(parser: pytest.Parser) -> None:
         help="device for the backend (e.g. cuda); default: the library's default device",
     )
     parser.addoption("--run-slow", action="store_true", help="also run tests marked slow")
+
+
+# Property tests: fewer examples on the backends whose every operation is slow
+# to dispatch (a finite-difference check runs hundreds of small forwards).
+settings.register_profile("portable_nn", max_examples=30, deadline=None)
+settings.register_profile("portable_nn-slow", max_examples=8, deadline=None)
+
+
+def pytest_configure(config: pytest.Config) -> None:
+    slow = config.getoption("--backend") in ("jax", "dask")
+    settings.load_profile("portable_nn-slow" if slow else "portable_nn")
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:

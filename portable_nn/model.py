@@ -238,33 +238,48 @@ class Model:
 
     # -- data checks (once per call, never per step) -----------------------
     def _check_data(self, what: str, X: Any, y: Any) -> Any:
+        """Shapes, dtypes, label ranges and finiteness of a call's data: one host sync per call."""
+        if not _xp.array_api_compat.is_array_api_obj(X):
+            raise TypeError(f"Model.{what}: X must be an array (NumPy, CuPy, PyTorch, ...), got {type(X).__name__}")
         xp = _xp.namespace(X)
         _xp.check_floating(xp, X, f"Model.{what}: X")
         if X.ndim != 2:
             raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+        checks = {"X": xp.all(xp.isfinite(X))}
+        n_out = self._n_outputs()
         if y is not None:
             if not _xp.array_api_compat.is_array_api_obj(y) or _xp.namespace(y) is not xp:
                 raise TypeError(f"Model.{what}: y is a {_xp.describe(y)} but X is a {_xp.describe(X)}; use one library")
-            if y.shape[0] != X.shape[0]:
-                raise ValueError(f"Model.{what}: X has {X.shape[0]} samples but y has {y.shape[0]}")
-        checks = [xp.all(xp.isfinite(X))]
-        n_classes = None
-        if y is not None and isinstance(self.loss, CategoricalCrossentropy) and y.ndim == 1:
-            if not xp.isdtype(y.dtype, "integral"):
-                raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
-            n_classes = self._n_outputs()
-            checks += [xp.min(y) >= 0, xp.max(y) < n_classes] if n_classes else [xp.min(y) >= 0]
-        elif y is not None and xp.isdtype(y.dtype, "real floating"):
-            checks.append(xp.all(xp.isfinite(y)))
-        ok = _xp.to_host(xp, checks)
-        if not ok[0]:
-            raise ValueError(f"Model.{what}: X contains NaN or infinite values")
-        if n_classes is not None and not all(ok[1:3]):
+            if y.ndim == 0 or y.shape[0] != X.shape[0]:
+                got = y.shape[0] if y.ndim else "a 0-d array"
+                raise ValueError(f"Model.{what}: X has {X.shape[0]} samples but y has {got}")
+            if not (xp.isdtype(y.dtype, "numeric") or y.dtype == xp.bool):
+                raise TypeError(f"Model.{what}: y must be numeric or bool, got dtype {y.dtype}")
+            categorical = isinstance(self.loss, (CategoricalCrossentropy, SoftmaxCategoricalCrossentropy))
+            if y.ndim > 2 or (n_out is not None and y.ndim == 2 and y.shape[1] != n_out) or (
+                    n_out is not None and y.ndim == 1 and n_out != 1 and not categorical):
+                form = "(n,) class indices or (n, k) one-hot rows" if categorical else "(n,) or (n, k) targets"
+                raise ValueError(
+                    f"Model.{what}: y of shape {tuple(y.shape)} does not fit a model with {n_out} outputs "
+                    f"(expected {form}, k = {n_out})"
+                )
+            if categorical and y.ndim == 1:
+                if not xp.isdtype(y.dtype, "integral"):
+                    raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
+                checks["labels >= 0"] = xp.min(y) >= 0
+                if n_out is not None:
+                    checks[f"labels < {n_out}"] = xp.max(y) < n_out
+            elif xp.isdtype(y.dtype, "real floating"):
+                checks["y"] = xp.all(xp.isfinite(y))
+        ok = dict(zip(checks, _xp.to_host(xp, list(checks.values()))))
+        for name, passed in ok.items():
+            if passed:
+                continue
+            if name in ("X", "y"):
+                raise ValueError(f"Model.{what}: {name} contains NaN or infinite values")
             raise ValueError(
-                f"Model.{what}: class labels must be in [0, {n_classes}), the model has {n_classes} outputs"
+                f"Model.{what}: class labels must be in [0, {n_out}), the model has {n_out} outputs"
             )
-        if len(ok) > 1 and n_classes is None and not ok[1]:
-            raise ValueError(f"Model.{what}: y contains NaN or infinite values")
         return xp
 
     def _n_outputs(self) -> int | None:

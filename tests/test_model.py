@@ -237,3 +237,33 @@ def test_digits_reach_95_percent():
     m.train(X_train, y_train, epochs=10, batch_size=64, shuffle=True, seed=0, print_every=1000, verbose=False)
     loss, acc = m.evaluate(X_test, y_test)
     assert acc > 0.95, acc
+
+
+def test_train_rejects_labels_of_the_wrong_shape_and_kind(backend):
+    X, y = spiral_data(10, 3, seed=13)
+    m = spiral_model()
+    Xb = backend.asarray(X)
+    with pytest.raises(ValueError, match=r"y of shape \(30, 4\) does not fit a model with 3 outputs"):
+        m.train(Xb, backend.asarray(np.eye(4)[y % 4]), verbose=False)
+    with pytest.raises(ValueError, match=r"y of shape \(30, 3, 1\) does not fit"):
+        m.train(Xb, backend.asarray(np.eye(3)[y][..., None]), verbose=False)
+    with pytest.raises(TypeError, match="class labels must be integers"):
+        m.train(Xb, backend.asarray(y.astype(np.float32)), verbose=False)
+    with pytest.raises(TypeError, match="X must be an array"):
+        m.train(X.tolist(), y, verbose=False)
+    with pytest.raises(TypeError, match="Model.train: X: expected a float32/float64 array"):
+        m.train(np.array([["a", "b"]] * 30, dtype=object), y, verbose=False)
+    if backend.name != "numpy":
+        with pytest.raises(TypeError, match="y is a numpy array on device cpu but X is a"):
+            m.train(Xb, y, verbose=False)
+
+
+def test_predict_after_placement_refuses_another_library(backend):
+    if backend.name == "numpy":
+        pytest.skip("needs a second library")
+    X, y = spiral_data(10, 3, seed=14)
+    m = spiral_model()
+    m.train(backend.asarray(X), backend.asarray(y), epochs=1, verbose=False)
+    with pytest.raises(TypeError, match=r"input is a numpy array on device cpu but the parameters are a .* "
+                                        r"move the model with model.to\(like=x\)"):
+        m.predict(X)
