@@ -81,5 +81,6 @@ def cupy(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: ms/step and ratios against NumPy and PyTorch baselines."""
-    session.install("-e", ".[progress]", *torch_requirement())
+    session.install("-e", ".[progress]", "threadpoolctl", *torch_requirement())
     session.run("python", "-m", "benchmarks", *session.posargs)
+    session.run("python", "-m", "benchmarks.memory")

@@ -81,7 +81,7 @@ def main() -> None:
         epochs = max(1, int(epochs * args.scale))
         t0 = time.perf_counter()
         h, (loss, acc) = fn(b, epochs)
-        print(f"| {name} | {epochs} | {h.loss[-1]:.4f} | {h.accuracy[-1]:.3f} | {loss:.4f} | {acc:.3f} | "
+        print(f"| {name} | {epochs} | {h.loss[-1]:.3g} | {h.accuracy[-1]:.3f} | {loss:.3g} | {acc:.3f} | "
               f"{time.perf_counter() - t0:.1f} s |")
 
 

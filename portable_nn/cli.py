@@ -185,6 +185,8 @@ def plot(model: Model, history: Any, X: np.ndarray, y: np.ndarray, dataset: str,
     ax2 = ax1.twinx()
     ax2.plot(history.epoch, history.accuracy, color="tab:orange", label="accuracy")
     ax2.set_ylabel("accuracy")
+    lines = ax1.get_lines() + ax2.get_lines()
+    ax1.legend(lines, [line.get_label() for line in lines], loc="center right")
     ax1.set_title("training")
     fig.tight_layout()
     fig.savefig(path, dpi=100)
