@@ -6,6 +6,8 @@ convert them once with the library you train on (``xp.asarray(X, device=...)``).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 
 __all__ = ["spiral_data", "vertical_data", "sine_data", "load_digits"]
@@ -19,32 +21,39 @@ def _check(samples: int, classes: int) -> None:
         raise ValueError(f"classes must be at most 256 (labels are uint8), got {classes}")
 
 
-def spiral_data(samples: int, classes: int, *, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
-    """``classes`` interleaved spiral arms of ``samples`` points each (X in [-1, 1]^2)."""
-    _check(samples, classes)
-    rng = np.random.default_rng(seed)
+def _by_class(samples: int, classes: int, points: Any) -> tuple[np.ndarray, np.ndarray]:
+    """``samples`` points of each class from ``points(c) -> (samples, 2)``; labels uint8."""
     X = np.zeros((samples * classes, 2), dtype=np.float32)
     y = np.zeros(samples * classes, dtype=np.uint8)
     for c in range(classes):
         ix = slice(samples * c, samples * (c + 1))
-        r = np.linspace(0.0, 1.0, samples)
-        t = np.linspace(c * 4, (c + 1) * 4, samples) + rng.standard_normal(samples) * 0.2
-        X[ix] = np.c_[r * np.sin(t * 2.5), r * np.cos(t * 2.5)]
+        X[ix] = points(c)
         y[ix] = c
     return X, y
+
+
+def spiral_data(samples: int, classes: int, *, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """``classes`` interleaved spiral arms of ``samples`` points each (X in [-1, 1]^2)."""
+    _check(samples, classes)
+    rng = np.random.default_rng(seed)
+    r = np.linspace(0.0, 1.0, samples)
+
+    def arm(c: int) -> np.ndarray:
+        t = np.linspace(c * 4, (c + 1) * 4, samples) + rng.standard_normal(samples) * 0.2
+        return np.c_[r * np.sin(t * 2.5), r * np.cos(t * 2.5)]
+
+    return _by_class(samples, classes, arm)
 
 
 def vertical_data(samples: int, classes: int, *, seed: int | None = None) -> tuple[np.ndarray, np.ndarray]:
     """``classes`` vertical clusters, centred at x = c/3, y = 0.5, spread 0.1."""
     _check(samples, classes)
     rng = np.random.default_rng(seed)
-    X = np.zeros((samples * classes, 2), dtype=np.float32)
-    y = np.zeros(samples * classes, dtype=np.uint8)
-    for c in range(classes):
-        ix = slice(samples * c, samples * (c + 1))
-        X[ix] = np.c_[rng.standard_normal(samples) * 0.1 + c / 3, rng.standard_normal(samples) * 0.1 + 0.5]
-        y[ix] = c
-    return X, y
+
+    def cluster(c: int) -> np.ndarray:
+        return np.c_[rng.standard_normal(samples) * 0.1 + c / 3, rng.standard_normal(samples) * 0.1 + 0.5]
+
+    return _by_class(samples, classes, cluster)
 
 
 def sine_data(samples: int = 1000) -> tuple[np.ndarray, np.ndarray]:

@@ -267,3 +267,24 @@ def test_predict_after_placement_refuses_another_library(backend):
     with pytest.raises(TypeError, match=r"input is a numpy array on device cpu but the parameters are a .* "
                                         r"move the model with model.to\(like=x\)"):
         m.predict(X)
+
+
+def test_a_training_step_never_waits_for_the_device(backend):
+    """PyTorch CUDA: with sync debug mode 'error', any device->host sync inside a step raises."""
+    if backend.name != "torch" or backend.device.type != "cuda":
+        pytest.skip("needs PyTorch on CUDA (torch.cuda.set_sync_debug_mode)")
+    import torch
+
+    X, y = spiral_data(50, 3, seed=15)
+    m = spiral_model(dropout=0.1, l2=1e-4)
+    Xb, yb = backend.asarray(X), backend.asarray(y)
+    m.train(Xb, yb, epochs=1, verbose=False)  # placement and the per-call checks sync, once
+    xp = backend.xp
+    y_loss, y_acc = m._loss_targets(xp, yb), m._accuracy_targets(xp, yb)
+    torch.cuda.synchronize()
+    torch.cuda.set_sync_debug_mode("error")
+    try:
+        for _ in range(3):
+            m._train_step(xp, Xb, y_acc, y_loss, lambda loss: setattr(m.optimizer, "finite_guard", xp.isfinite(loss)))
+    finally:
+        torch.cuda.set_sync_debug_mode("default")
