@@ -75,8 +75,8 @@ def main() -> None:
     p.add_argument("--scale", type=float, default=1.0, help="fraction of the book's epochs")
     args = p.parse_args()
     b = get_backend(args.backend, args.device)
-    print(f"| experiment | epochs | train loss | train acc | test loss | test acc | time |")
-    print(f"|---|---|---|---|---|---|---|")
+    print("| experiment | epochs | train loss | train acc | test loss | test acc | time |")
+    print("|---|---|---|---|---|---|---|")
     for name, (fn, epochs) in EXPERIMENTS.items():
         epochs = max(1, int(epochs * args.scale))
         t0 = time.perf_counter()

@@ -14,7 +14,6 @@ import io as _io
 import json
 import os
 import tempfile
-import zipfile
 from typing import Any
 
 import numpy as np

@@ -305,10 +305,13 @@ class Model:
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
-        Reports (and the divergence check) happen every ``print_every``
-        optimizer steps and at the last step.  A non-finite loss raises
-        ``FloatingPointError`` naming the epoch and step; the parameters and
-        optimizer state are restored to the last report where all was finite.
+        Reports happen every ``print_every`` optimizer steps and at the last
+        step; only they read values back from the device.  A non-finite loss
+        raises ``FloatingPointError`` naming the epoch and step.  On host
+        backends it is caught before that step's update, so the parameters
+        keep their last finite values; on devices it is caught at the next
+        report, the fused CuPy update having skipped every non-finite step,
+        and other device backends are restored to the last report point.
         """
         self._require("train", optimizer=True)
         epochs = _positive_int("Model.train", "epochs", epochs)
@@ -402,8 +405,7 @@ class Model:
                 self._restore(snapshot)
                 raise FloatingPointError(
                     f"Model.train: the loss became {value} at epoch {epoch}, step {step}; "
-                    "parameters restored to the last report point with a finite loss "
-                    "(lower the learning rate, or check the data)"
+                    "the parameters are back at finite values (lower the learning rate, or check the data)"
                 )
         step_losses.clear()
         by_epoch: dict[int, dict[str, float]] = {}

@@ -149,13 +149,13 @@ def test_fast_path_equals_reference_path(backend, name, cfg):
     fast, ref = make(), make()
     opt_fast, opt_ref = getattr(pnn, name)(**cfg), getattr(pnn, name)(**cfg)
     rng = np.random.default_rng(5)
-    for step in range(STEPS):
+    for _ in range(STEPS):
         for a, b in zip(fast, ref):
             gw, gb = rng.standard_normal(a.weight.shape), rng.standard_normal(a.bias.shape)
             a.dweight, a.dbias = backend.asarray(gw), backend.asarray(gb)
             b.dweight, b.dbias = backend.asarray(gw), backend.asarray(gb)
-        for opt, layers in ((opt_fast, fast), (opt_ref, ref)):
-            opt.pre_update_params()
+        opt_fast.pre_update_params()
+        opt_ref.pre_update_params()
         opt_fast.update_all(fast)
         for layer in ref:
             opt_ref.update_params(layer)

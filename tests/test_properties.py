@@ -1,7 +1,6 @@
 """Property-based tests: random shapes, dtypes, label forms and architectures on the backend."""
 
 import numpy as np
-import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 

@@ -1,6 +1,5 @@
 """scikit-learn estimators: check_estimator, and array API dispatch keeping data on its device."""
 
-import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
