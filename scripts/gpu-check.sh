@@ -4,6 +4,8 @@
 # Writes a short report (markdown + JSON + logs) to $OUT (default ./gpu-report).
 #
 #   bash scripts/gpu-check.sh            # on a machine with CUDA, CuPy and PyTorch
+#   BENCH=0 bash scripts/gpu-check.sh    # test suites and CLI only
+#   PROFILE=1 bash scripts/gpu-check.sh  # also the op-by-op profile of a large step
 #
 # Our other dependencies come from wheels in .whl/ when that folder exists
 # (a machine without network), else they must be installed already.
@@ -57,11 +59,15 @@ echo -e "\n## Training example and gradient check on CuPy" >> "$report"
 if [ "${PROFILE:-0}" = 1 ]; then
   { echo -e "\n## Where a large CuPy step spends its time"; echo "\`\`\`"; "$PY" -m benchmarks.gpu_profile 2>&1; echo "\`\`\`"; } >> "$report"
 fi
-echo -e "\n## Benchmark (CuPy backend vs PyTorch CUDA eager vs GEMM only)" >> "$report"
-{
-  echo '```'
-  "$PY" -m benchmarks --backend cupy --rounds "${ROUNDS:-5}" --json "$OUT/bench-gpu.json" 2>&1
-  echo '```'
-} >> "$report"
+if [ "${BENCH:-1}" = 1 ]; then
+  echo -e "\n## Benchmark (CuPy backend vs PyTorch CUDA eager vs GEMM only)" >> "$report"
+  {
+    echo '```'
+    "$PY" -m benchmarks --backend cupy --rounds "${ROUNDS:-5}" --json "$OUT/bench-gpu.json" 2>&1
+    echo
+    "$PY" -m benchmarks.memory --backend cupy --json "$OUT/memory-gpu.json" 2>&1
+    echo '```'
+  } >> "$report"
+fi
 cat "$report"
 exit $status
