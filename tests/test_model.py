@@ -1,5 +1,7 @@
 """Model: the book's experiments (short), fused path, reports, placement, errors."""
 
+import warnings
+
 import numpy as np
 import pytest
 
@@ -282,8 +284,10 @@ def test_a_training_step_never_waits_for_the_device(backend):
     xp = backend.xp
     y_loss, y_acc = m._loss_targets(xp, yb), m._accuracy_targets(xp, yb)
     torch.cuda.synchronize()
-    torch.cuda.set_sync_debug_mode("error")
     try:
+        with warnings.catch_warnings():  # "a prototype feature": PyTorch's own warning
+            warnings.simplefilter("ignore", UserWarning)
+            torch.cuda.set_sync_debug_mode("error")
         for _ in range(3):
             m._train_step(xp, Xb, y_acc, y_loss, lambda loss: setattr(m.optimizer, "finite_guard", xp.isfinite(loss)))
     finally:
