@@ -2,7 +2,7 @@
 
 The portable code (``optimizers.py``) rebinds arrays and is the reference.
 Where a backend allows it, the optimizers instead update *arrays the library
-owns* in place with preallocated scratch buffers (NumPy ufuncs with ``out=``)
+owns* in place, with the flat gradient copy as their work buffer (NumPy ufuncs with ``out=``)
 or in one fused elementwise kernel per parameter (CuPy ``ElementwiseKernel``),
 cutting the temporaries and launches of a dozen separate operations.
 
@@ -71,7 +71,7 @@ class FlatParameters:
                 xp.zeros(size, dtype=self.param.dtype) if e is None else xp.asarray(e, dtype=self.param.dtype).reshape(-1)
                 for e, size in zip(existing, sizes)]))
         self.grad = xp.empty_like(self.param)
-        self.scratch = xp.empty_like(self.param)
+        self._scratch: Any = None
         self.views: list[tuple[Any, str, Any]] = []
         for (layer, name), off, size, shape in zip(entries, offsets, sizes, shapes):
             buffers = [(name, self.param)] + [(f"{name}_{s}", b) for s, b in zip(state_names, self.state)]
@@ -110,6 +110,13 @@ class FlatParameters:
             return False
         return all(getattr(layer, attr) is view for layer, attr, view in self.views)
 
+    @property
+    def scratch(self) -> Any:
+        """A work buffer for the rules that need one besides the (consumable) gradient copy."""
+        if self._scratch is None:
+            self._scratch = self.param.copy()  # NumPy or CuPy alike; no module reference (picklable)
+        return self._scratch
+
     def gather_grads(self) -> None:
         """Copy the layers' gradients into the flat gradient buffer."""
         for (layer, attr), out in zip(self.grad_names, self.grad_views):
@@ -140,25 +147,28 @@ def chunked(rule: Any) -> Any:
     return apply
 
 
+# The rules below consume ``g``: it is the optimizer's own flat copy of the
+# gradients, rewritten by the next gather, so it doubles as the work buffer.
+
 @chunked
-def numpy_sgd_momentum(p: Any, g: Any, u: Any, tmp: Any, *, lr: float, momentum: float) -> None:
+def numpy_sgd_momentum(p: Any, g: Any, u: Any, *, lr: float, momentum: float) -> None:
     u *= momentum
-    np.multiply(g, lr, out=tmp)
-    u -= tmp
+    g *= lr
+    u -= g
     p += u
 
 
 @chunked
-def numpy_sgd_plain(p: Any, g: Any, tmp: Any, *, lr: float) -> None:
-    np.multiply(g, lr, out=tmp)
-    p -= tmp
+def numpy_sgd_plain(p: Any, g: Any, *, lr: float) -> None:
+    g *= lr
+    p -= g
 
 
-def numpy_sgd(p: Any, g: Any, state: list[Any], tmp: Any, lr: float, momentum: float) -> None:
+def numpy_sgd(p: Any, g: Any, state: list[Any], lr: float, momentum: float) -> None:
     if momentum:
-        numpy_sgd_momentum(p, g, state[0], tmp, lr=lr, momentum=momentum)
+        numpy_sgd_momentum(p, g, state[0], lr=lr, momentum=momentum)
     else:
-        numpy_sgd_plain(p, g, tmp, lr=lr)
+        numpy_sgd_plain(p, g, lr=lr)
 
 
 @chunked
@@ -179,23 +189,24 @@ def numpy_cache_rule(p: Any, g: Any, cache: Any, tmp: Any, *, lr: float, eps: fl
 
 
 @chunked
-def numpy_adam(p: Any, g: Any, m: Any, v: Any, tmp: Any, *, lr: float, wd: float, b1: float, b2: float,
+def numpy_adam(p: Any, g: Any, m: Any, v: Any, *, lr: float, wd: float, b1: float, b2: float,
                step: float, c2: float, eps: float) -> None:
     if wd:
         p *= 1.0 - lr * wd
+    # m = b1 m + (1 - b1) g, written as b1 (m - g) + g: no temporary
+    m -= g
     m *= b1
-    np.multiply(g, 1.0 - b1, out=tmp)
-    m += tmp
+    m += g
     v *= b2
-    np.multiply(g, g, out=tmp)
-    tmp *= 1.0 - b2
-    v += tmp
+    g *= g
+    g *= 1.0 - b2
+    v += g
     # step * m / (c2 sqrt(v) + eps) == (step / c2) * m / (sqrt(v) + eps / c2): one pass fewer
-    np.sqrt(v, out=tmp)
-    tmp += eps / c2
-    np.divide(m, tmp, out=tmp)
-    tmp *= step / c2
-    p -= tmp
+    np.sqrt(v, out=g)
+    g += eps / c2
+    np.divide(m, g, out=g)
+    g *= step / c2
+    p -= g
 
 
 # --- CuPy: one fused kernel per parameter --------------------------------------

@@ -92,7 +92,7 @@ class Optimizer:
                 self.update_params(layer)
             return
         flat.gather_grads()
-        self._step_inplace(flat.kind, flat.param, flat.grad, flat.state, flat.scratch)
+        self._step_inplace(flat.kind, flat)
 
     _flat: Any = None
 
@@ -102,7 +102,8 @@ class Optimizer:
     def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
         raise NotImplementedError  # pragma: no cover
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
+    def _step_inplace(self, kind: str, flat: Any) -> None:
+        """One update over the flat buffers (``flat.grad`` may be consumed)."""
         raise NotImplementedError  # pragma: no cover
 
     def post_update_params(self) -> None:
@@ -131,11 +132,12 @@ class SGD(Optimizer):
         update = self.momentum * state[0] - lr * grad
         return param + update, [update]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
+    def _step_inplace(self, kind: str, flat: Any) -> None:
         if kind == "numpy":
-            backend_kernels.numpy_sgd(param, grad, state, tmp, self.current_learning_rate, self.momentum)
+            backend_kernels.numpy_sgd(flat.param, flat.grad, flat.state, self.current_learning_rate, self.momentum)
         else:
-            backend_kernels.cupy_sgd(param, grad, state, self.current_learning_rate, self.momentum, self._guard())
+            backend_kernels.cupy_sgd(flat.param, flat.grad, flat.state, self.current_learning_rate, self.momentum,
+                                     self._guard())
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "momentum": self.momentum}
@@ -154,8 +156,8 @@ class Adagrad(Optimizer):
         cache = state[0] + grad * grad
         return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
-        _cache_rule_inplace(self, kind, param, grad, state, tmp, None)
+    def _step_inplace(self, kind: str, flat: Any) -> None:
+        _cache_rule_inplace(self, kind, flat, None)
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon}
@@ -177,21 +179,20 @@ class RMSprop(Optimizer):
         cache = self.rho * state[0] + (1.0 - self.rho) * (grad * grad)
         return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
-        _cache_rule_inplace(self, kind, param, grad, state, tmp, self.rho)
+    def _step_inplace(self, kind: str, flat: Any) -> None:
+        _cache_rule_inplace(self, kind, flat, self.rho)
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon, "rho": self.rho}
 
 
-def _cache_rule_inplace(opt: Any, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any,
-                        rho: float | None) -> None:
+def _cache_rule_inplace(opt: Any, kind: str, flat: Any, rho: float | None) -> None:
     if kind == "numpy":
-        backend_kernels.numpy_cache_rule(param, grad, state[0], tmp, lr=opt.current_learning_rate,
-                                         eps=opt.epsilon, rho=rho)
+        backend_kernels.numpy_cache_rule(flat.param, flat.grad, flat.state[0], flat.scratch,
+                                         lr=opt.current_learning_rate, eps=opt.epsilon, rho=rho)
     else:
-        backend_kernels.cupy_cache_rule(param, grad, state[0], opt.current_learning_rate, opt.epsilon, rho,
-                                        opt._guard())
+        backend_kernels.cupy_cache_rule(flat.param, flat.grad, flat.state[0], opt.current_learning_rate,
+                                        opt.epsilon, rho, opt._guard())
 
 
 class Adam(Optimizer):
@@ -232,16 +233,16 @@ class Adam(Optimizer):
         denom = xp.sqrt(cache) * (1.0 / math.sqrt(1.0 - b2**t)) + self.epsilon
         return param - step * momentum / denom, [momentum, cache]
 
-    def _step_inplace(self, kind: str, param: Any, grad: Any, state: list[Any], tmp: Any) -> None:
+    def _step_inplace(self, kind: str, flat: Any) -> None:
         t = self.iterations + 1
         lr = self.current_learning_rate
         args = {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2,
                 "step": lr / (1.0 - self.beta_1**t), "c2": 1.0 / math.sqrt(1.0 - self.beta_2**t),
                 "eps": self.epsilon}
         if kind == "numpy":
-            backend_kernels.numpy_adam(param, grad, state[0], state[1], tmp, **args)
+            backend_kernels.numpy_adam(flat.param, flat.grad, flat.state[0], flat.state[1], **args)
         else:
-            backend_kernels.cupy_adam(param, grad, state[0], state[1], ok=self._guard(), **args)
+            backend_kernels.cupy_adam(flat.param, flat.grad, flat.state[0], flat.state[1], ok=self._guard(), **args)
 
     def get_config(self) -> dict[str, Any]:
         return {
