@@ -149,7 +149,7 @@ def bench_workload(name: str, backend: Any, rounds: int, gpu: bool) -> dict[str,
         # slow down whichever implementation always runs right after it.
         for key in keys[r % len(keys):] + keys[:r % len(keys)]:
             fn = impls[key]
-            time.sleep(0.05)
+            time.sleep(0.3)
             synchronize(backend.name)
             t0 = time.perf_counter()
             fn()

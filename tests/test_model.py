@@ -292,3 +292,15 @@ def test_a_training_step_never_waits_for_the_device(backend):
             m._train_step(xp, Xb, y_acc, y_loss, lambda loss: setattr(m.optimizer, "finite_guard", xp.isfinite(loss)))
     finally:
         torch.cuda.set_sync_debug_mode("default")
+
+
+def test_huge_but_finite_data_is_accepted(backend):
+    """The fast finiteness check (a column sum) overflows here; the exact check must decide."""
+    X = np.full((40, 2), 3e38, dtype=np.float32)  # finite, but 40 of them sum to inf
+    y = np.zeros(40, dtype=np.uint8)
+    m = spiral_model()
+    with np.errstate(over="ignore", invalid="ignore"):
+        m._check_data("train", backend.asarray(X), backend.asarray(y))  # no error
+        X[7, 1] = np.inf
+        with pytest.raises(ValueError, match="X contains NaN or infinite values"):
+            m._check_data("train", backend.asarray(X), backend.asarray(y))
