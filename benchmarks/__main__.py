@@ -30,7 +30,7 @@ from .baselines import GemmOnly, NaiveNumpy, TorchEager, TunedNumpy, init_weight
 
 WORKLOADS = {
     # name: (batch, layer sizes, steps per round on CPU)
-    "spiral": (300, [2, 64, 3], 200),
+    "spiral": (300, [2, 64, 3], 1000),
     "mnist": (128, [784, 128, 10], 469),  # one MNIST-sized epoch (60000 / 128)
     "wide": (1024, [784, 1024, 1024, 10], 10),
     "large": (8192, [1024, 4096, 4096, 10], 10),  # GPU only
