@@ -330,6 +330,9 @@ class Model:
         n = int(X.shape[0])
         steps = max(1, -(-n // batch_size)) if batch_size else 1
         total_steps = epochs * steps
+        # Shuffle orders are drawn on the host (one index vector a epoch, sent once):
+        # the same seed gives the same order on every backend, which keeps shuffled
+        # runs comparable across libraries.
         rng = np.random.default_rng(seed)
         history = History()
         pending: list[tuple[int, dict[str, Any]]] = []  # epoch figures still on the device
