@@ -11,7 +11,15 @@ from typing import Any
 from . import _xp, backend_kernels
 from .layers import Layer
 
-__all__ = ["ReLU", "Sigmoid", "Softmax", "Linear"]
+__all__ = ["ReLU", "Sigmoid", "Softmax", "Linear", "softmax_parts"]
+
+
+def softmax_parts(xp: Any, z: Any) -> tuple[Any, Any, Any]:
+    """``(z - max, sum(exp(z - max)), softmax(z))`` row-wise: the stable softmax and its pieces."""
+    shifted = z - xp.max(z, axis=1, keepdims=True)
+    e = xp.exp(shifted)
+    total = xp.sum(e, axis=1, keepdims=True)
+    return shifted, total, e / total
 
 
 class ReLU(Layer):
@@ -87,10 +95,8 @@ class Softmax(Layer):
     """
 
     def forward(self, x: Any) -> Any:
-        xp = _xp.namespace(x)
         self.input = x
-        e = xp.exp(x - xp.max(x, axis=1, keepdims=True))
-        self.output = e / xp.sum(e, axis=1, keepdims=True)
+        self.output = softmax_parts(_xp.namespace(x), x)[2]
         return self.output
 
     def backward(self, dvalue: Any) -> Any:

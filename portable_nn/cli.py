@@ -193,17 +193,10 @@ def plot(model: Model, history: Any, X: np.ndarray, y: np.ndarray, dataset: str,
     plt.close(fig)
 
 
-def _dataset_arrays(args: Any) -> tuple[np.ndarray, np.ndarray]:
-    if args.input:
-        raise ValueError("use --dataset with evaluate, or predict for a file of inputs")
-    _, _, Xt, yt = load_dataset(args.dataset, args.seed)
-    return Xt, yt
-
-
 def cmd_evaluate(args: Any) -> int:
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
-    X, y = _dataset_arrays(args)
+    _, _, X, y = load_dataset(args.dataset, args.seed)
     loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size)
     print(f"{args.dataset} test data on {args.backend}: loss {loss:.4f}, acc {acc:.4f}")
     return 0
@@ -273,7 +266,6 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
     e.add_argument("--batch-size", type=int, default=None)
-    e.add_argument("--input", default=None, help=argparse.SUPPRESS)
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="predict with a saved model on inputs from a .npy or .csv file")

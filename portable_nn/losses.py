@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from . import _xp
+from .activations import softmax_parts
 
 __all__ = [
     "Loss",
@@ -127,10 +128,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
 
     def forward(self, logits: Any, y_true: Any) -> Any:
         xp, y = self._categorical(logits, y_true)
-        shifted = logits - xp.max(logits, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        total = xp.sum(e, axis=1, keepdims=True)
-        self.output = e / total
+        shifted, total, self.output = softmax_parts(xp, logits)
         log_prob = shifted - xp.log(total)
         return -xp.sum(log_prob * y, axis=1)
 
@@ -146,10 +144,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
         whole-array reductions instead of a per-row one; stores ``.output``.
         """
         xp, y = self._categorical(logits, y_true)
-        shifted = logits - xp.max(logits, axis=1, keepdims=True)
-        e = xp.exp(shifted)
-        total = xp.sum(e, axis=1, keepdims=True)
-        self.output = e / total
+        shifted, total, self.output = softmax_parts(xp, logits)
         loss_sum = xp.sum(xp.log(total)) - xp.sum(shifted * y)
         self.dinput = (self.output - y) / logits.shape[0]
         return loss_sum, self.dinput

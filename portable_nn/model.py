@@ -146,16 +146,18 @@ class Model:
     # -- forward / backward -------------------------------------------------
     def forward(self, x: Any, training: bool = False) -> Any:
         """The output of the last layer (probabilities for Softmax)."""
-        for layer in self.layers:
+        return self._forward_through(self.layers, x, training)
+
+    @staticmethod
+    def _forward_through(layers: list[Any], x: Any, training: bool) -> Any:
+        for layer in layers:
             x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
         return x
 
     def _loss_and_output(self, x: Any, y: Any, training: bool) -> tuple[Any, Any]:
         """Per-sample losses and the output (fused softmax-CE when finalized so)."""
         if self._fused is not None:
-            for layer in self.layers[:-1]:
-                x = layer.forward(x, training) if isinstance(layer, Dropout) else layer.forward(x)
-            losses = self._fused.forward(x, y)
+            losses = self._fused.forward(self._forward_through(self.layers[:-1], x, training), y)
             self.layers[-1].output = self._fused.output
             return losses, self._fused.output
         out = self.forward(x, training)
@@ -164,9 +166,7 @@ class Model:
     def _loss_sum_and_grad(self, xp: Any, x: Any, y: Any) -> tuple[Any, Any, Any]:
         """Training: the summed loss, the output and dL/d(output) -- dL/d(logits) when fused."""
         if self._fused is not None:
-            for layer in self.layers[:-1]:
-                x = layer.forward(x, True) if isinstance(layer, Dropout) else layer.forward(x)
-            loss_sum, dvalue = self._fused.forward_backward(x, y)
+            loss_sum, dvalue = self._fused.forward_backward(self._forward_through(self.layers[:-1], x, True), y)
             self.layers[-1].output = self._fused.output
             return loss_sum, self._fused.output, dvalue
         out = self.forward(x, True)
