@@ -5,6 +5,12 @@ indexing and data-dependent shapes off, newest API version), torch, jax
 (x64 on), dask (chunked along the sample axis), cupy.  A backend that is not
 installed -- or CuPy/CUDA without a device -- skips every test with the
 reason, never errors.  ``--device`` picks the device (e.g. ``cuda``).
+
+Backend-specific tests say so with markers that the harness reads (SciPy's
+habit), never with ``if backend.name == ...`` inside a test:
+
+    @pytest.mark.skip_xp_backends("numpy", reason="needs a second library")
+    @pytest.mark.only_xp_backends("torch", device="cuda", reason="sync debug mode is PyTorch CUDA's")
 """
 
 from __future__ import annotations
@@ -21,7 +27,7 @@ from typing import Any  # noqa: E402
 import numpy as np  # noqa: E402
 from hypothesis import settings  # noqa: E402
 import pytest  # noqa: E402
-from array_api_compat import array_namespace, device  # noqa: E402
+import array_api_extra as xpx  # noqa: E402
 
 from portable_nn._xp import to_numpy  # noqa: E402
 from portable_nn.backends import BACKENDS, Backend, BackendUnavailable, get_backend  # noqa: E402
@@ -54,12 +60,17 @@ def pytest_configure(config: pytest.Config) -> None:
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("--run-slow"):
-        return
-    skip = pytest.mark.skip(reason="slow: pass --run-slow")
+    name, dev = config.getoption("--backend"), config.getoption("--device") or "cpu"
     for item in items:
-        if "slow" in item.keywords:
-            item.add_marker(skip)
+        if "slow" in item.keywords and not config.getoption("--run-slow"):
+            item.add_marker(pytest.mark.skip(reason="slow: pass --run-slow"))
+        for marker in item.iter_markers("skip_xp_backends"):
+            if name in marker.args:
+                item.add_marker(pytest.mark.skip(reason=f"{name}: {marker.kwargs['reason']}"))
+        for marker in item.iter_markers("only_xp_backends"):
+            wrong_device = marker.kwargs.get("device") not in (None, dev.split(":")[0])
+            if name not in marker.args or wrong_device:
+                item.add_marker(pytest.mark.skip(reason=f"{name} on {dev}: {marker.kwargs['reason']}"))
 
 
 def pytest_report_header(config: pytest.Config) -> str:
@@ -82,16 +93,26 @@ class BackendUnderTest:
     def to_numpy(self, x: Any) -> np.ndarray:
         return np.asarray(to_numpy(x))
 
+    @property
+    def slow_dispatch(self) -> bool:
+        """Every operation builds a graph or dispatches slowly (Dask): long runs get fewer epochs."""
+        return self.name == "dask"
+
+    def epochs(self, n: int) -> int:
+        """``n`` epochs, or a sixth of them where every operation is slow to dispatch."""
+        return max(20, n // 6) if self.slow_dispatch else n
+
     def assert_close(self, actual: Any, desired: Any, *, rtol: float | None = None, atol: float = 0.0) -> None:
-        """Namespace, shape and device of ``actual``, then values (dtype-aware rtol)."""
-        assert array_namespace(actual) is self.xp, f"result is {type(actual)}, expected an array of {self.name}"
-        assert device(actual) == self.device, f"device {device(actual)} != {self.device}"
+        """array-api-extra's assertion: namespace, shape, dtype and device, then values.
+
+        ``desired`` is a NumPy array (built on the host) whose dtype is the
+        expected one; the default rtol follows the dtype.
+        """
         desired = np.asarray(desired)
-        assert tuple(actual.shape) == desired.shape, f"shape {tuple(actual.shape)} != {desired.shape}"
-        got = self.to_numpy(actual)
         if rtol is None:
-            rtol = 1e-12 if got.dtype == np.float64 else 1e-5
-        np.testing.assert_allclose(got, desired, rtol=rtol, atol=atol)
+            rtol = 1e-12 if desired.dtype == np.float64 else 1e-5
+        assert tuple(actual.shape) == desired.shape, f"shape {tuple(actual.shape)} != {desired.shape}"
+        xpx.testing.assert_close(actual, self.asarray(desired), rtol=rtol, atol=atol, xp=self.xp)
 
 
 @pytest.fixture(scope="session")

@@ -5,9 +5,10 @@ layers look the array namespace up from their input
 (``array_api_compat.array_namespace``) and use only the array API standard.
 """
 
-from . import datasets
+from . import activations, datasets
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
-from .activations import Linear, ReLU, Sigmoid, Softmax
+from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
+from .kernels import fast_paths, fast_paths_enabled, set_fast_paths
 from .layers import Dense, Dropout, Layer
 from .losses import (
     BinaryCrossentropy,
@@ -20,7 +21,9 @@ from .losses import (
 from .checking import GradcheckResult, check_all, gradcheck
 from .model import History, Model
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
+from .parameter import Parameter
 from .random import Generator
+from .training import step
 
 __version__ = "0.1.0"
 
@@ -28,10 +31,6 @@ __all__ = [
     "Dense",
     "Dropout",
     "Layer",
-    "ReLU",
-    "Sigmoid",
-    "Softmax",
-    "Linear",
     "Loss",
     "CategoricalCrossentropy",
     "BinaryCrossentropy",
@@ -53,4 +52,10 @@ __all__ = [
     "gradcheck",
     "check_all",
     "GradcheckResult",
+    "Parameter",
+    "fast_paths",
+    "fast_paths_enabled",
+    "set_fast_paths",
+    "step",
+    *activations.__all__,
 ]

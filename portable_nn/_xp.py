@@ -9,9 +9,12 @@ from __future__ import annotations
 from typing import Any
 
 import array_api_compat
+import array_api_extra as xpx
 import numpy as np
-from array_api_compat import array_namespace, device as array_device
-from array_api_compat import is_numpy_array
+from array_api_compat import array_namespace, is_numpy_array
+from array_api_compat import device as array_device
+
+from ._typing import Array, Device, DType, Namespace
 
 __all__ = [
     "array_namespace",
@@ -32,7 +35,7 @@ __all__ = [
 FLOAT_NAMES = ("float32", "float64")
 
 
-def dtype_name(dtype: Any) -> str:
+def dtype_name(dtype: DType) -> str:
     """The standard name of a floating dtype given by name or dtype object."""
     if isinstance(dtype, str):
         name = dtype
@@ -48,23 +51,23 @@ def dtype_name(dtype: Any) -> str:
     return name
 
 
-def float_dtype(xp: Any, dtype: Any) -> Any:
+def float_dtype(xp: Namespace, dtype: DType) -> DType:
     """The namespace's dtype object for a floating dtype name or object."""
     return getattr(xp, dtype_name(dtype))
 
 
-def default_int(xp: Any, device: Any) -> Any:
+def default_int(xp: Namespace, device: Device) -> DType:
     """The namespace's default integer dtype (int32 on JAX without x64)."""
-    return xp.__array_namespace_info__().default_dtypes(device=device)["integral"]
+    return xpx.default_dtype(xp, "integral", device=device)
 
 
-def library_name(x: Any) -> str:
+def library_name(x: Array) -> str:
     """A short name of the array library of ``x`` for error messages."""
     module = type(x).__module__.split(".")[0]
     return {"jaxlib": "jax", "builtins": type(x).__name__}.get(module, module)
 
 
-def describe(x: Any) -> str:
+def describe(x: Array) -> str:
     """'torch array on cuda:0' -- the library and device of an array, for messages."""
     try:
         dev = array_device(x)
@@ -73,19 +76,19 @@ def describe(x: Any) -> str:
     return f"{library_name(x)} array on device {dev}"
 
 
-def is_lazy(x: Any) -> bool:
-    """Whether ``x`` builds a graph instead of computing (Dask)."""
-    return array_api_compat.is_dask_array(x)
+def is_lazy(x: Array) -> bool:
+    """Whether ``x`` builds a task graph that grows with every operation (Dask): persist each step."""
+    return bool(array_api_compat.is_dask_array(x))
 
 
-def cheap_sync(x: Any) -> bool:
+def cheap_sync(x: Array) -> bool:
     """Whether reading a value of ``x`` back is free: eager host arrays (NumPy, array-api-strict, PyTorch CPU)."""
-    if is_numpy_array(x) or type(x).__module__.startswith("array_api_strict"):
+    if is_numpy_array(x) or array_api_compat.is_array_api_strict_namespace(namespace(x)):
         return True
     return array_api_compat.is_torch_array(x) and x.device.type == "cpu"
 
 
-def to_numpy(x: Any) -> Any:
+def to_numpy(x: Array) -> Array:
     """A host NumPy copy of any array (used for saving and reports only)."""
     if is_numpy_array(x):
         return x
@@ -101,7 +104,7 @@ def to_numpy(x: Any) -> Any:
         return np.from_dlpack(x)
 
 
-def move(x: Any, xp: Any, device: Any, dtype: Any = None) -> Any:
+def move(x: Array, xp: Array, device: Device, dtype: DType = None) -> Array:
     """``x`` as an array of namespace ``xp`` on ``device`` (and ``dtype``).
 
     Same namespace: a device move (``to_device``).  Other namespace: DLPack
@@ -124,13 +127,13 @@ def move(x: Any, xp: Any, device: Any, dtype: Any = None) -> Any:
     return out
 
 
-def check_floating(xp: Any, x: Any, what: str) -> None:
+def check_floating(xp: Namespace, x: Array, what: str) -> None:
     """Raise TypeError naming ``what`` unless ``x`` has a real floating dtype."""
     if not xp.isdtype(x.dtype, "real floating"):
         raise TypeError(f"{what}: expected a float32/float64 array, got dtype {x.dtype}")
 
 
-def labels_as(xp: Any, y_true: Any, like: Any, what: str) -> Any:
+def labels_as(xp: Namespace, y_true: Array, like: Array, what: str) -> Array:
     """``y_true`` cast to the floating dtype of ``like`` (never uint8 arithmetic).
 
     Checks the namespace and device of the labels against the predictions.
@@ -152,21 +155,21 @@ def labels_as(xp: Any, y_true: Any, like: Any, what: str) -> Any:
     return xp.astype(y_true, like.dtype)
 
 
-def one_hot(xp: Any, labels: Any, n_classes: int, like: Any) -> Any:
-    """One-hot rows of float ``labels`` (class indices already cast to float).
+def one_hot(xp: Namespace, labels: Array, n_classes: int, dtype: DType) -> Array:
+    """One-hot rows of class indices ``labels`` (any integer, bool or float dtype) as ``dtype``.
 
-    A comparison with ``arange`` -- no item assignment (JAX) and no
-    data-dependent shapes (Dask).  Class indices are exact in float32 up to
-    2**24, far beyond any class count.
+    ``array_api_extra.one_hot``: a comparison with ``arange`` (no item
+    assignment, no data-dependent shapes), or the library's own one-hot.
     """
-    classes = xp.arange(n_classes, dtype=like.dtype, device=array_device(like))
-    return xp.astype(labels[:, None] == classes[None, :], like.dtype)
+    if not xp.isdtype(labels.dtype, "integral"):
+        labels = xp.astype(labels, default_int(xp, array_device(labels)))
+    return xpx.one_hot(labels, n_classes, dtype=dtype, xp=xp)
 
 
-_NAMESPACES: dict[type, Any] = {}
+_NAMESPACES: dict[type, Namespace] = {}
 
 
-def namespace(x: Any) -> Any:
+def namespace(x: Array) -> Namespace:
     """``array_namespace(x)``, cached by array type (one lookup per type, ever).
 
     The lookup walks several library checks; a training step calls this for
@@ -181,14 +184,14 @@ def namespace(x: Any) -> Any:
     return xp
 
 
-def same_device(a: Any, b: Any) -> bool:
+def same_device(a: Array, b: Array) -> bool:
     """Whether two arrays of one library share a device (NumPy: always, without asking)."""
     if type(a) is np.ndarray and type(b) is np.ndarray:
         return True
     return bool(array_device(a) == array_device(b))
 
 
-def check_same_place(x: Any, param: Any, what: str) -> None:
+def check_same_place(x: Array, param: Array, what: str) -> None:
     """TypeError naming both sides when ``x`` and ``param`` differ in library or device."""
     if type(x) is not type(param) and namespace(x) is not namespace(param):
         raise TypeError(
@@ -202,7 +205,7 @@ def check_same_place(x: Any, param: Any, what: str) -> None:
         )
 
 
-def to_host(xp: Any, values: list[Any]) -> list[float]:
+def to_host(xp: Namespace, values: list[Array]) -> list[float]:
     """Python floats of 0-d arrays (or numbers): the one host sync of a report.
 
     Dask computes all of them in one graph run.

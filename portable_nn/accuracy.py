@@ -2,15 +2,26 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from . import _xp
+from ._typing import Array, Namespace
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
 
 
 class Accuracy:
     """``calculate(predictions, y) = mean(compare(predictions, y))`` (no host sync)."""
+
+    registry: ClassVar[dict[str, type[Accuracy]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Accuracy.registry[cls.__name__] = cls
+
+    def prepare_targets(self, xp: Namespace, y: Array) -> Array:
+        """Targets in the form ``compare`` wants, once per call (default: as given)."""
+        return y
 
     def init(self, y: Any, reinit: bool = False) -> None:
         """Learn what the comparison needs from the targets (regression: a precision)."""
@@ -51,6 +62,15 @@ class CategoricalAccuracy(Accuracy):
         if y.dtype != predictions.dtype:
             y = xp.astype(y, predictions.dtype)
         return predictions == y
+
+    def prepare_targets(self, xp: Namespace, y: Array) -> Array:
+        """Class labels as the predictions' integer dtype (one-hot rows as indices)."""
+        if self.binary or _xp.is_lazy(y):
+            return y
+        if y.ndim == 2:
+            y = xp.argmax(y, axis=1)
+        int_dtype = _xp.default_int(xp, _xp.array_device(y))
+        return y if y.dtype == int_dtype else xp.astype(y, int_dtype)
 
     def get_config(self) -> dict[str, Any]:
         return {"binary": self.binary}

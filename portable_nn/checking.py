@@ -2,7 +2,10 @@
 
 ``gradcheck(obj, x, y_true=None)`` compares the hand-written backward pass
 with central differences, evaluated by the object's own ``forward`` on the
-caller's backend and device (like ``torch.autograd.gradcheck``).  Use float64.
+caller's backend and device (like ``torch.autograd.gradcheck``).  Inputs
+must be float64; a layer whose parameters are float32 is checked as a
+float64 copy (the layer itself is left alone), so a correct layer is never
+blamed for float32 rounding.
 
 * A layer is checked through ``L = sum(forward(x) * G) + regularization``
   with a fixed random ``G``: ``backward(G)`` must give ``dL/dx`` and, for
@@ -15,12 +18,17 @@ caller's backend and device (like ``torch.autograd.gradcheck``).  Use float64.
 
 from __future__ import annotations
 
+import copy
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
 from . import _xp
+from ._typing import Array
+from .activations import Activation
+from .layers import Layer
 from .losses import Loss, SoftmaxCategoricalCrossentropy
 from .random import Generator
 
@@ -91,9 +99,15 @@ def gradcheck(
     _xp.check_floating(xp, x, "gradcheck: x")
     if x.dtype != xp.float64:
         raise ValueError(f"gradcheck: use float64 inputs for finite differences, got {x.dtype}")
+    name = type(obj).__name__
+    parameters = list(obj.parameters()) if hasattr(obj, "parameters") else []
+    if any(p.dtype != "float64" for p in parameters):
+        obj = copy.deepcopy(obj)  # check a float64 copy: float32 rounding is not a wrong gradient
+        obj.to_dtype("float64")
+        parameters = list(obj.parameters())
     dev = _xp.array_device(x)
     rng = np.random.default_rng(seed)
-    result = GradcheckResult(type(obj).__name__)
+    result = GradcheckResult(name)
     is_loss = isinstance(obj, Loss)
     generator_seed = getattr(getattr(obj, "generator", None), "seed", None)
 
@@ -118,8 +132,6 @@ def gradcheck(
         out = run_forward(x)
         g_host = rng.standard_normal(tuple(out.shape))
         g = to_backend(g_host)
-        params = [n for n in getattr(obj, "parameter_names", ()) if getattr(obj, n, None) is not None]
-
         def scalar(inp: Any) -> float:
             total = xp.sum(run_forward(inp) * g)
             if hasattr(obj, "regularization_loss"):
@@ -128,20 +140,20 @@ def gradcheck(
 
         run_forward(x)
         analytic = {"dinput": obj.backward(g)}
-        analytic.update({f"d{n}": getattr(obj, f"d{n}") for n in params})
+        analytic.update({f"d{p.name}": p.grad for p in parameters})
         numeric = {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
-        for n in params:
-            original = getattr(obj, n)
+        for p in parameters:
+            original = p.value
             host_p = np.array(_xp.to_numpy(original), dtype=np.float64)
 
-            def scalar_p(h: np.ndarray, n: str = n) -> float:
-                setattr(obj, n, to_backend(h))
+            def scalar_p(h: np.ndarray, p: Any = p) -> float:
+                p.value = to_backend(h)
                 return scalar(x)
 
             try:
-                numeric[f"d{n}"] = _numeric(scalar_p, host_p, eps)
+                numeric[f"d{p.name}"] = _numeric(scalar_p, host_p, eps)
             finally:
-                setattr(obj, n, original)
+                p.value = original
     for key, num in numeric.items():
         err, ok = _compare(analytic[key], num, rtol, atol)
         result.errors[key] = err
@@ -151,52 +163,49 @@ def gradcheck(
     return result
 
 
-def check_all(asarray: Any, *, seed: int = 0) -> list[GradcheckResult]:
-    """Gradient-check every layer, activation and loss on one backend.
+def _loss_cases(rng: np.random.Generator, x: np.ndarray) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
+    """Inputs and label forms per ``target_kind`` of a loss: (suffix, input, targets)."""
+    p = rng.uniform(0.2, 1.0, size=x.shape)
+    p /= p.sum(axis=1, keepdims=True)
+    labels = np.arange(x.shape[0]) % x.shape[1]
+    targets = p + rng.choice([-1, 1], size=p.shape) * rng.uniform(0.1, 1.0, size=p.shape)
+    binary = (rng.uniform(size=x.shape) > 0.5).astype(np.float64)
+    return {
+        "classes": [(" (indices)", p, labels.astype(np.uint8)), (" (one-hot)", p, np.eye(x.shape[1])[labels])],
+        "binary": [("", p, binary)],
+        "values": [("", p, targets)],
+    }
+
+
+def _library_classes(registry: dict[str, Any], base: type) -> list[Any]:
+    """The library's own concrete classes of a registry (those with a ``forward``), in definition order."""
+    return [cls for cls in registry.values()
+            if cls.__module__.startswith("portable_nn.") and cls.forward is not base.forward]
+
+
+def check_all(asarray: Callable[[np.ndarray], Array], *, seed: int = 0) -> list[GradcheckResult]:
+    """Gradient-check every layer, activation and loss of the library on one backend.
 
     ``asarray`` converts a host float64 NumPy array to the backend to check
     (e.g. ``lambda a: torch.asarray(a, device="cuda")``).  Returns one
-    result per case, never raises for a failed check.
+    result per case, never raises for a failed check.  The cases come from
+    the registries: a new layer or loss class is checked without an edit here.
     """
-    from .activations import Linear, ReLU, Sigmoid, Softmax
-    from .layers import Dense, Dropout
-    from .losses import (
-        BinaryCrossentropy,
-        CategoricalCrossentropy,
-        MeanAbsoluteError,
-        MeanSquaredError,
-    )
-
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((6, 4))
     x = np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)  # keep the ReLU kink out of each step
-    p = rng.uniform(0.2, 1.0, size=(6, 4))
-    p /= p.sum(axis=1, keepdims=True)
-    labels = np.arange(6) % 4
-    targets = p + rng.choice([-1, 1], size=p.shape) * rng.uniform(0.1, 1.0, size=p.shape)
-    binary = (rng.uniform(size=(6, 4)) > 0.5).astype(np.float64)
-    dense = Dense(4, 3, seed=seed, dtype="float64", weight_scale=1.0,
-                  weight_regularizer_l1=1e-3, weight_regularizer_l2=1e-3,
-                  bias_regularizer_l1=1e-3, bias_regularizer_l2=1e-3)
-    dense.bias = rng.uniform(0.2, 1.0, size=(1, 3))
-    cases: list[tuple[str, Any, Any, Any]] = [
-        ("Dense (L1+L2)", dense, x, None),
-        ("ReLU", ReLU(), x, None),
-        ("Sigmoid", Sigmoid(), x, None),
-        ("Softmax", Softmax(), x, None),
-        ("Linear", Linear(), x, None),
-        ("Dropout(0.3)", Dropout(0.3, seed=seed), x, None),
-        ("CategoricalCrossentropy (indices)", CategoricalCrossentropy(), p, labels.astype(np.uint8)),
-        ("CategoricalCrossentropy (one-hot)", CategoricalCrossentropy(), p, np.eye(4)[labels]),
-        ("SoftmaxCategoricalCrossentropy", SoftmaxCategoricalCrossentropy(), x, labels.astype(np.int64)),
-        ("BinaryCrossentropy", BinaryCrossentropy(), p, binary),
-        ("MeanSquaredError", MeanSquaredError(), p, targets),
-        ("MeanAbsoluteError", MeanAbsoluteError(), p, targets),
-    ]
+    cases: list[tuple[str, Any, np.ndarray, np.ndarray | None]] = []
+    for cls in _library_classes(Layer.registry, Layer):
+        cases.append((cls.__name__, cls.example(seed), x, None))
+    forms = _loss_cases(rng, x)
+    for cls in _library_classes(Loss.registry, Loss):
+        for suffix, inp, y in forms[cls.target_kind]:
+            cases.append((cls.__name__ + suffix, cls(), x if cls.input_kind == "logits" else inp,
+                          y.astype(np.int64) if cls.input_kind == "logits" else y))
     results = []
-    for name, obj, inp, y in cases:
+    for label, obj, inp, y in cases:
         result = gradcheck(obj, asarray(inp), None if y is None else asarray(y), rtol=1e-6, atol=1e-10,
                            seed=seed, raise_on_failure=False)
-        result.name = name
+        result.name = label
         results.append(result)
     return results

@@ -14,51 +14,51 @@ import io as _io
 import json
 import os
 import tempfile
+from dataclasses import dataclass
 from typing import Any
 
 import numpy as np
 
 from . import _xp
-from .accuracy import CategoricalAccuracy, RegressionAccuracy
-from .activations import Linear, ReLU, Sigmoid, Softmax
-from .layers import OPTIMIZER_STATE, Dense, Dropout
-from .losses import (
-    BinaryCrossentropy,
-    CategoricalCrossentropy,
-    MeanAbsoluteError,
-    MeanSquaredError,
-    SoftmaxCategoricalCrossentropy,
-)
-from .optimizers import SGD, Adagrad, Adam, RMSprop
+from .accuracy import Accuracy
+from .activations import Activation  # noqa: F401 - registers every activation class
+from .layers import Layer
+from .losses import Loss
+from .optimizers import Optimizer
 
-__all__ = ["save_model", "load_model", "save_parameters", "load_parameters", "FORMAT_VERSION"]
+__all__ = ["FORMAT_VERSION", "ModelParts", "assign_arrays", "assign_parameters", "load_parameters",
+           "read_model", "save_model", "save_parameters"]
 
 FORMAT = "portable_nn"
 FORMAT_VERSION = 1
 HEADER = "__portable_nn__"
 MAX_HEADER = 1 << 20  # 1 MiB of JSON is far beyond any real architecture
+STATE_KEYS = ("momentum", "cache")  # the optimizers' state, as stored in files
 
-LAYERS = {c.__name__: c for c in (Dense, Dropout, ReLU, Sigmoid, Softmax, Linear)}
-LOSSES = {c.__name__: c for c in (CategoricalCrossentropy, BinaryCrossentropy, MeanSquaredError,
-                                  MeanAbsoluteError, SoftmaxCategoricalCrossentropy)}
-OPTIMIZERS = {c.__name__: c for c in (SGD, Adagrad, RMSprop, Adam)}
-ACCURACIES = {c.__name__: c for c in (CategoricalAccuracy, RegressionAccuracy)}
+
+@dataclass
+class ModelParts:
+    """What a model file holds: built objects and the checked host arrays."""
+
+    layers: list[Any]
+    loss: Any
+    accuracy: Any
+    optimizer: Any
+    arrays: dict[str, np.ndarray]
 
 
 def _spec(obj: Any) -> dict[str, Any] | None:
     return None if obj is None else {"type": type(obj).__name__, "config": obj.get_config()}
 
 
-def _trainable(model: Any) -> list[Any]:
-    return [layer for layer in model.layers if getattr(layer, "trainable", False)]
-
-
-def _arrays(model: Any, with_state: bool) -> dict[str, np.ndarray]:
+def _arrays(trainable: list[Any], with_state: bool) -> dict[str, np.ndarray]:
     arrays = {}
-    for i, layer in enumerate(_trainable(model)):
-        names = layer.state_attributes() if with_state else layer.parameter_names
-        for name in names:
-            arrays[f"{i}/{name}"] = np.ascontiguousarray(_xp.to_numpy(getattr(layer, name)))
+    for i, layer in enumerate(trainable):
+        for p in layer.parameters():
+            arrays[f"{i}/{p.name}"] = np.ascontiguousarray(_xp.to_numpy(p.value))
+            if with_state:
+                for key, value in p.state.items():
+                    arrays[f"{i}/{p.name}_{key}"] = np.ascontiguousarray(_xp.to_numpy(value))
     return arrays
 
 
@@ -118,50 +118,70 @@ def _read(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     return header, arrays
 
 
-def _assign(model: Any, arrays: dict[str, np.ndarray], path: Any, with_state: bool) -> None:
-    layers = _trainable(model)
-    expected = {f"{i}/{n}": tuple(getattr(layer, n).shape) for i, layer in enumerate(layers)
-                for n in layer.parameter_names}
+def assign_parameters(trainable: list[Any], parameters: list[Any], owner: str) -> None:
+    """Assign ``[(weight, bias), ...]``; each array moves to where its parameter lives, in its dtype."""
+    if len(parameters) != len(trainable):
+        raise ValueError(
+            f"{owner}: the model has {len(trainable)} trainable layers, got {len(parameters)} parameter sets"
+        )
+    for i, (layer, values) in enumerate(zip(trainable, parameters, strict=True)):
+        params, values = layer.parameters(), tuple(values)
+        if len(values) != len(params):
+            raise ValueError(f"{owner}: layer {i} takes {len(params)} arrays, got {len(values)}")
+        for p, value in zip(params, values, strict=True):
+            if tuple(value.shape) != tuple(p.value.shape):
+                raise ValueError(f"{owner}: layer {i} {p.name} must have shape {tuple(p.value.shape)}, "
+                                 f"got {tuple(value.shape)}")
+            current = p.value
+            p.value = _xp.move(value, _xp.namespace(current), _xp.array_device(current), current.dtype)
+
+
+def assign_arrays(trainable: list[Any], arrays: dict[str, np.ndarray], path: Any, with_state: bool) -> None:
+    """Parameters (and optimizer state) from a file's arrays, after checking they fit the layers."""
+    expected = {f"{i}/{p.name}": tuple(p.value.shape) for i, layer in enumerate(trainable) for p in layer.parameters()}
     params = {k: v for k, v in arrays.items() if k in expected}
     if set(params) != set(expected) or any(tuple(v.shape) != expected[k] for k, v in params.items()):
         got = {k: tuple(v.shape) for k, v in arrays.items() if "_" not in k.split("/")[-1]}
         raise ValueError(f"{path}: parameters of another architecture: the model needs {expected}, the file has {got}")
-    model.set_parameters([tuple(params[f"{i}/{n}"] for n in layer.parameter_names) for i, layer in enumerate(layers)])
-    if with_state:
-        for i, layer in enumerate(layers):
-            for n in layer.parameter_names:
-                for s in OPTIMIZER_STATE:
-                    value = arrays.get(f"{i}/{n}_{s}")
-                    if value is not None:
-                        if value.shape != expected[f"{i}/{n}"]:
-                            raise ValueError(f"{path}: optimizer state {i}/{n}_{s} has shape {value.shape}")
-                        current = getattr(layer, n)
-                        setattr(layer, f"{n}_{s}", _xp.move(value, _xp.namespace(current),
-                                                            _xp.array_device(current), current.dtype))
+    assign_parameters(trainable, [tuple(params[f"{i}/{p.name}"] for p in layer.parameters())
+                                  for i, layer in enumerate(trainable)], f"{path}")
+    if not with_state:
+        return
+    for i, layer in enumerate(trainable):
+        for p in layer.parameters():
+            for key in STATE_KEYS:
+                value = arrays.get(f"{i}/{p.name}_{key}")
+                if value is None:
+                    continue
+                if value.shape != expected[f"{i}/{p.name}"]:
+                    raise ValueError(f"{path}: optimizer state {i}/{p.name}_{key} has shape {value.shape}")
+                current = p.value
+                p.set_state(key, _xp.move(value, _xp.namespace(current), _xp.array_device(current), current.dtype))
 
 
-def save_parameters(model: Any, path: Any) -> None:
+def save_parameters(trainable: list[Any], path: Any) -> None:
     """Only the trainable parameters (load them into a model of the same architecture)."""
-    _write(path, {"format": FORMAT, "version": FORMAT_VERSION, "kind": "parameters"}, _arrays(model, False))
+    _write(path, {"format": FORMAT, "version": FORMAT_VERSION, "kind": "parameters"}, _arrays(trainable, False))
 
 
-def load_parameters(model: Any, path: Any) -> None:
+def load_parameters(trainable: list[Any], path: Any) -> None:
     _, arrays = _read(path, "parameters")
-    _assign(model, arrays, path, with_state=False)
+    assign_arrays(trainable, arrays, path, with_state=False)
 
 
-def save_model(model: Any, path: Any) -> None:
-    opt = model.optimizer
+def save_model(path: Any, layers: list[Any], loss: Any, accuracy: Any, optimizer: Any) -> None:
+    """Architecture (JSON), parameters and optimizer state in one ``.npz``."""
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
         "kind": "model",
-        "layers": [_spec(layer) for layer in model.layers],
-        "loss": _spec(model.loss),
-        "accuracy": _spec(model.accuracy),
-        "optimizer": None if opt is None else dict(_spec(opt), iterations=opt.iterations),
+        "layers": [_spec(layer) for layer in layers],
+        "loss": _spec(loss),
+        "accuracy": _spec(accuracy),
+        "optimizer": None if optimizer is None else dict(_spec(optimizer) or {}, iterations=optimizer.iterations),
     }
-    _write(path, header, _arrays(model, True))
+    trainable = [layer for layer in layers if hasattr(layer, "parameters") and layer.parameters()]
+    _write(path, header, _arrays(trainable, True))
 
 
 def _build(registry: dict[str, Any], spec: Any, what: str, path: Any) -> Any:
@@ -175,32 +195,23 @@ def _build(registry: dict[str, Any], spec: Any, what: str, path: Any) -> Any:
         raise ValueError(f"{path}: invalid {what} {spec!r} ({exc})") from None
 
 
-def load_model(path: Any) -> Any:
-    """A finalized ``Model`` with host NumPy parameters (placed at the first forward)."""
-    from .model import Model
-
+def read_model(path: Any) -> ModelParts:
+    """The objects and arrays of a model file; every class comes from a registry, never from the file."""
     header, arrays = _read(path, "model")
-    layers = header.get("layers")
-    if not isinstance(layers, list) or not layers:
+    specs = header.get("layers")
+    if not isinstance(specs, list) or not specs:
         raise ValueError(f"{path}: the model file lists no layers")
-    model = Model()
-    for spec in layers:
-        model.add(_build(LAYERS, spec, "layer", path))
-    model.set(loss=_build(LOSSES, header.get("loss"), "loss", path),
-              accuracy=_build(ACCURACIES, header.get("accuracy"), "accuracy", path))
+    layers = [_build(Layer.registry, spec, "layer", path) for spec in specs]
+    optimizer = None
     opt_spec = header.get("optimizer")
     if opt_spec is not None:
-        optimizer = _build(OPTIMIZERS, {k: opt_spec.get(k) for k in ("type", "config")} if isinstance(opt_spec, dict) else opt_spec, "optimizer", path)
+        if not isinstance(opt_spec, dict):
+            raise ValueError(f"{path}: unknown optimizer {opt_spec!r}; known: {sorted(Optimizer.registry)}")
+        optimizer = _build(Optimizer.registry, {k: opt_spec.get(k) for k in ("type", "config")}, "optimizer", path)
         iterations = opt_spec.get("iterations", 0)
         if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
             raise ValueError(f"{path}: invalid optimizer iterations {iterations!r}")
         optimizer.iterations = iterations
         optimizer.pre_update_params()
-        model.set(optimizer=optimizer)
-    if model.loss is not None:
-        try:
-            model.finalize()
-        except ValueError as exc:
-            raise ValueError(f"{path}: {exc}") from None
-    _assign(model, arrays, path, with_state=True)
-    return model
+    return ModelParts(layers, _build(Loss.registry, header.get("loss"), "loss", path),
+                      _build(Accuracy.registry, header.get("accuracy"), "accuracy", path), optimizer, arrays)

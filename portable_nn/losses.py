@@ -9,10 +9,13 @@ dtype before any arithmetic (the seed's uint8 ``-y_true`` trap).
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 from . import _xp
-from .activations import softmax_parts
+from ._typing import Array, Namespace
+from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
+from .activations import Softmax, softmax_parts
+from .layers import Layer
 
 __all__ = [
     "Loss",
@@ -21,16 +24,52 @@ __all__ = [
     "MeanSquaredError",
     "MeanAbsoluteError",
     "SoftmaxCategoricalCrossentropy",
+    "fused_loss",
 ]
 
 EPS = 1e-7  # the seed's clip: predictions live in [1e-7, 1 - 1e-7]
 
 
 class Loss:
-    """Base: mean of per-sample losses, regularization of remembered layers."""
+    """Base: mean of per-sample losses, regularization of remembered layers.
 
+    A loss says what it computes with, so the model needs no type checks:
+    ``target_kind`` is ``"classes"`` (indices or one-hot rows), ``"binary"``
+    (0/1 targets per output) or ``"values"``; ``input_kind`` is
+    ``"probabilities"``, ``"logits"`` or ``"values"`` (for ``check_all``).
+    """
+
+    registry: ClassVar[dict[str, type[Loss]]] = {}
+    target_kind: ClassVar[str] = "values"
+    input_kind: ClassVar[str] = "values"
     dinput: Any = None
     trainable_layers: tuple[Any, ...] = ()
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Loss.registry[cls.__name__] = cls
+
+    def default_accuracy(self) -> Accuracy:
+        """The accuracy a model uses with this loss when none is set."""
+        if self.target_kind == "classes":
+            return CategoricalAccuracy()
+        if self.target_kind == "binary":
+            return CategoricalAccuracy(binary=True)
+        return RegressionAccuracy()
+
+    def prepare_targets(self, xp: Namespace, y: Array, n_outputs: int | None, dtype: Any) -> Array:
+        """Targets in the form this loss computes with, once per ``train`` call (not per step).
+
+        Class indices become one-hot rows and every target is cast to the
+        model's floating dtype: the per-step label work of the loss is then a no-op.
+        """
+        if n_outputs is None or dtype is None or _xp.is_lazy(y):
+            return y
+        if self.target_kind == "classes" and y.ndim == 1:
+            return _xp.one_hot(xp, y, n_outputs, dtype)
+        if y.ndim == 1 and n_outputs == 1:
+            y = xp.reshape(y, (-1, 1))
+        return y if y.dtype == dtype else xp.astype(y, dtype)
 
     def remember_trainable_layers(self, layers: Any) -> None:
         self.trainable_layers = tuple(layers)
@@ -76,8 +115,8 @@ class Loss:
     def _categorical(self, y_pred: Any, y_true: Any) -> tuple[Any, Any]:
         """Labels as one-hot rows of y_pred's dtype: from indices (n,) or one-hot (n, k)."""
         xp, y = self._prepare(y_pred, y_true)
-        if y.ndim == 1:
-            return xp, _xp.one_hot(xp, y, y_pred.shape[1], y_pred)
+        if y_true.ndim == 1:
+            return xp, _xp.one_hot(xp, y_true, y_pred.shape[1], y_pred.dtype)
         if tuple(y.shape) != tuple(y_pred.shape):
             raise ValueError(
                 f"{type(self).__name__}: one-hot y_true must have y_pred's shape "
@@ -104,6 +143,9 @@ class CategoricalCrossentropy(Loss):
     ``p`` is clipped to ``[1e-7, 1 - 1e-7]`` so exact 0 and 1 stay finite.
     """
 
+    target_kind = "classes"
+    input_kind = "probabilities"
+
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp, y = self._categorical(y_pred, y_true)
         clipped = xp.clip(y_pred, EPS, 1 - EPS)
@@ -124,6 +166,8 @@ class SoftmaxCategoricalCrossentropy(Loss):
     of +-1e4 (log-sum-exp after subtracting the row max).
     """
 
+    target_kind = "classes"
+    input_kind = "logits"
     output: Any = None
 
     def forward(self, logits: Any, y_true: Any) -> Any:
@@ -156,6 +200,9 @@ class BinaryCrossentropy(Loss):
     Backward ``dinput = -(y / p - (1 - y) / (1 - p)) / k / n`` with ``p``
     clipped to ``[1e-7, 1 - 1e-7]``.
     """
+
+    target_kind = "binary"
+    input_kind = "probabilities"
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:
         xp, y = self._elementwise(y_pred, y_true)
@@ -200,3 +247,15 @@ class MeanAbsoluteError(Loss):
         n, k = y_pred.shape
         self.dinput = xp.sign(y_pred - y) / (k * n)
         return self.dinput
+
+
+# Declared pairings: (last layer, loss) -> a loss that computes both at once.
+FUSED: dict[tuple[type[Layer], type[Loss]], type[Loss]] = {
+    (Softmax, CategoricalCrossentropy): SoftmaxCategoricalCrossentropy,
+}
+
+
+def fused_loss(last_layer: Layer, loss: Loss) -> Loss | None:
+    """The fused loss replacing ``last_layer`` followed by ``loss``, if a pairing is declared."""
+    fused = FUSED.get((type(last_layer), type(loss)))
+    return None if fused is None else fused()

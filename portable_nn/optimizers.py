@@ -1,20 +1,27 @@
-"""Optimizers with the book's defaults and protocol.
+"""Optimizers with the book's defaults and protocol, over ``Parameter`` objects.
 
 ``pre_update_params()`` sets ``current_learning_rate = lr / (1 + decay *
 iterations)``; ``update_params(layer)`` updates every parameter of a layer;
-``post_update_params()`` counts the iteration.  State (momentum, cache) is
-created with ``zeros_like`` of the parameter, so it lives on the parameter's
-library and device.  Updates rebind arrays, never mutate them (JAX).
+``post_update_params()`` counts the iteration.  Each update rule is written
+once, as ``rule(xp, value, grad, state, lr, t) -> (value, state)``: new
+arrays, nothing mutated (JAX), the learning rate and step counter explicit
+(so a compiled step can trace them).  ``update_all`` hands the whole model to
+the delegation layer (``portable_nn.kernels``), which runs the same formula
+fused over a flat buffer where the backend allows.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
-from . import _xp, backend_kernels
+from . import _xp, kernels
+from ._typing import Array, Namespace
+from .parameter import FlatParameters, Parameter
 
-__all__ = ["Optimizer", "SGD", "Adagrad", "RMSprop", "Adam"]
+__all__ = ["SGD", "Adagrad", "Adam", "Optimizer", "RMSprop"]
+
+State = dict[str, Array]
 
 
 def _positive(owner: str, name: str, value: float) -> float:
@@ -41,10 +48,13 @@ def _fraction(owner: str, name: str, value: float) -> float:
 class Optimizer:
     """Learning-rate decay and the pre/update/post protocol."""
 
+    registry: ClassVar[dict[str, type[Optimizer]]] = {}
     state_names: tuple[str, ...] = ()
-    # A 0-d device bool set by Model.train: the fused device kernels leave the
-    # parameters unchanged where it is False (a non-finite loss), no host sync.
-    finite_guard: Any = None
+    kernel: str = ""  # the rule's name in the backend kernels (portable_nn.kernels)
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        Optimizer.registry[cls.__name__] = cls
 
     def __init__(self, learning_rate: float, decay: float) -> None:
         name = type(self).__name__
@@ -52,58 +62,52 @@ class Optimizer:
         self.decay = _non_negative(name, "decay", decay)
         self.current_learning_rate = self.learning_rate
         self.iterations = 0
+        self._flat: FlatParameters | None = None
 
     def pre_update_params(self) -> None:
         if self.decay:
             self.current_learning_rate = self.learning_rate / (1.0 + self.decay * self.iterations)
 
     def update_params(self, layer: Any) -> None:
-        """Update one layer's parameters (the reference path: new arrays, rebound)."""
-        xp = _xp.namespace(layer.weight)
-        for name in layer.parameter_names:
-            param, grad = getattr(layer, name), getattr(layer, f"d{name}")
-            if grad is None:
-                raise RuntimeError(
-                    f"{type(self).__name__}.update_params: {type(layer).__name__}.d{name} is missing; "
-                    "call backward before updating"
-                )
-            state = [getattr(layer, f"{name}_{s}", None) for s in self.state_names]
-            state = [xp.zeros_like(param) if s is None else s for s in state]
-            param, state = self._step(xp, param, grad, state)
-            setattr(layer, name, param)
-            for s, value in zip(self.state_names, state):
-                setattr(layer, f"{name}_{s}", value)
+        """Update one layer's parameters on the portable path (new arrays, rebound)."""
+        for p in layer.parameters():
+            self.update_parameter(p)
 
-    def update_all(self, layers: Any) -> None:
-        """Update every layer's parameters: one pass over a flat buffer where the backend allows.
+    def update_parameter(self, p: Parameter) -> None:
+        """The portable rule applied to one parameter and its state."""
+        if p.grad is None:
+            raise RuntimeError(
+                f"{type(self).__name__}.update_params: the gradient of {p.name} is missing; "
+                "call backward before updating"
+            )
+        xp = _xp.namespace(p.value)
+        state = {key: p.state[key] if p.state.get(key) is not None else xp.zeros_like(p.value)
+                 for key in self.state_names}
+        value, state = self.rule(xp, p.value, p.grad, state, self.current_learning_rate, self.iterations + 1)
+        p.value = value
+        for key in self.state_names:
+            p.set_state(key, state[key])
 
-        NumPy and CuPy (fast paths on): parameters, optimizer state and
-        gradients live in one contiguous buffer each (the layers hold views),
-        so an update is a handful of whole-buffer operations -- or one fused
-        kernel -- instead of a dozen per parameter.  Elsewhere, and for any
-        layer a user changed since, ``update_params`` per layer.
+    def update_all(self, layers: Any, ok: Array | None = None) -> None:
+        """Update every parameter of ``layers``: fused over a flat buffer where the backend allows.
+
+        ``ok``: an optional 0-d device bool; the CuPy kernels skip the update
+        where it is False (a non-finite loss) without a host sync.
         """
-        layers = list(layers)
-        flat = self._flat
-        if flat is None or not flat.valid(layers):
-            flat = self._flat = backend_kernels.FlatParameters.build(layers, self.state_names)
-        if flat is None:
-            for layer in layers:
-                self.update_params(layer)
-            return
-        flat.gather_grads()
-        self._step_inplace(flat.kind, flat)
+        kernels.update(self, [p for layer in layers for p in layer.parameters()], ok)
 
-    _flat: Any = None
+    def flat_buffer(self, params: list[Parameter]) -> FlatParameters:
+        """The flat buffer of ``params`` for the kernels, rebuilt when a parameter was reassigned."""
+        if self._flat is None or not self._flat.serves(params, self.state_names):
+            self._flat = FlatParameters(params, self.state_names)
+        return self._flat
 
-    def _guard(self) -> Any:
-        return True if self.finite_guard is None else self.finite_guard
-
-    def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
+    def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
+        """One update of ``value`` at learning rate ``lr``, step ``t`` (1-based): new value and state."""
         raise NotImplementedError  # pragma: no cover
 
-    def _step_inplace(self, kind: str, flat: Any) -> None:
-        """One update over the flat buffers (``flat.grad`` may be consumed)."""
+    def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
+        """The scalars of the backend kernel for this step, in the kernel's order."""
         raise NotImplementedError  # pragma: no cover
 
     def post_update_params(self) -> None:
@@ -116,57 +120,58 @@ class Optimizer:
         args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
         return f"{type(self).__name__}({args})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        return dict(self.__dict__, _flat=None)  # views into a buffer are not part of a copy
+
 
 class SGD(Optimizer):
-    """``update = momentum * update_prev - lr * d``; ``p += update``."""
+    """``update = momentum * update_prev - lr * d``; ``p = p + update`` (``p = p - lr * d`` without momentum)."""
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0) -> None:
         super().__init__(learning_rate, decay)
         self.momentum = _fraction("SGD", "momentum", momentum)
         self.state_names = ("momentum",) if self.momentum else ()
+        self.kernel = "sgd_momentum" if self.momentum else "sgd"
 
-    def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
-        lr = self.current_learning_rate
+    def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
         if not self.momentum:
-            return param - lr * grad, []
-        update = self.momentum * state[0] - lr * grad
-        return param + update, [update]
+            return value - lr * grad, {}
+        update = self.momentum * state["momentum"] - lr * grad
+        return value + update, {"momentum": update}
 
-    def _step_inplace(self, kind: str, flat: Any) -> None:
-        if kind == "numpy":
-            backend_kernels.numpy_sgd(flat.param, flat.grad, flat.state, self.current_learning_rate, self.momentum)
-        else:
-            backend_kernels.cupy_sgd(flat.param, flat.grad, flat.state, self.current_learning_rate, self.momentum,
-                                     self._guard())
+    def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
+        return {"lr": lr, "momentum": self.momentum} if self.momentum else {"lr": lr}
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "momentum": self.momentum}
 
 
 class Adagrad(Optimizer):
-    """``cache += d**2``; ``p -= lr * d / (sqrt(cache) + eps)``."""
+    """``cache = cache + d**2``; ``p = p - (lr * d) / (sqrt(cache) + eps)``."""
 
     state_names = ("cache",)
+    kernel = "cache_rule"
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7) -> None:
         super().__init__(learning_rate, decay)
         self.epsilon = _positive("Adagrad", "epsilon", epsilon)
 
-    def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
-        cache = state[0] + grad * grad
-        return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
+    def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
+        cache = state["cache"] + grad * grad
+        return value - (lr * grad) / (xp.sqrt(cache) + self.epsilon), {"cache": cache}
 
-    def _step_inplace(self, kind: str, flat: Any) -> None:
-        _cache_rule_inplace(self, kind, flat, None)
+    def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
+        return {"lr": lr, "eps": self.epsilon, "rho": None}
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon}
 
 
 class RMSprop(Optimizer):
-    """``cache = rho * cache + (1 - rho) * d**2``; ``p -= lr * d / (sqrt(cache) + eps)``."""
+    """``cache = rho * cache + (1 - rho) * d**2``; ``p = p - (lr * d) / (sqrt(cache) + eps)``."""
 
     state_names = ("cache",)
+    kernel = "cache_rule"
 
     def __init__(
         self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9
@@ -175,35 +180,27 @@ class RMSprop(Optimizer):
         self.epsilon = _positive("RMSprop", "epsilon", epsilon)
         self.rho = _fraction("RMSprop", "rho", rho)
 
-    def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
-        cache = self.rho * state[0] + (1.0 - self.rho) * (grad * grad)
-        return param - self.current_learning_rate * grad / (xp.sqrt(cache) + self.epsilon), [cache]
+    def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
+        cache = self.rho * state["cache"] + (1.0 - self.rho) * (grad * grad)
+        return value - (lr * grad) / (xp.sqrt(cache) + self.epsilon), {"cache": cache}
 
-    def _step_inplace(self, kind: str, flat: Any) -> None:
-        _cache_rule_inplace(self, kind, flat, self.rho)
+    def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
+        return {"lr": lr, "eps": self.epsilon, "rho": self.rho}
 
     def get_config(self) -> dict[str, Any]:
         return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon, "rho": self.rho}
 
 
-def _cache_rule_inplace(opt: Any, kind: str, flat: Any, rho: float | None) -> None:
-    if kind == "numpy":
-        backend_kernels.numpy_cache_rule(flat.param, flat.grad, flat.state[0], flat.scratch,
-                                         lr=opt.current_learning_rate, eps=opt.epsilon, rho=rho)
-    else:
-        backend_kernels.cupy_cache_rule(flat.param, flat.grad, flat.state[0], opt.current_learning_rate,
-                                        opt.epsilon, rho, opt._guard())
-
-
 class Adam(Optimizer):
     """``m = b1 m + (1 - b1) d``, ``v = b2 v + (1 - b2) d**2``;
-    ``p -= lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``.
+    ``p = p - lr * (m / (1 - b1**t)) / (sqrt(v / (1 - b2**t)) + eps)``.
 
-    ``weight_decay > 0`` adds AdamW's decoupled decay ``p -= lr * wd * p``
+    ``weight_decay > 0`` adds AdamW's decoupled decay ``p = p - lr * wd * p``
     (applied to every parameter first, as ``torch.optim.AdamW``).
     """
 
     state_names = ("momentum", "cache")
+    kernel = "adam"
 
     def __init__(
         self,
@@ -221,28 +218,23 @@ class Adam(Optimizer):
         self.beta_2 = _fraction("Adam", "beta_2", beta_2)
         self.weight_decay = _non_negative("Adam", "weight_decay", weight_decay)
 
-    def _step(self, xp: Any, param: Any, grad: Any, state: list[Any]) -> tuple[Any, list[Any]]:
-        lr, b1, b2 = self.current_learning_rate, self.beta_1, self.beta_2
-        t = self.iterations + 1
+    def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
+        b1, b2 = self.beta_1, self.beta_2
         if self.weight_decay:
-            param = param - (lr * self.weight_decay) * param
-        momentum = b1 * state[0] + (1.0 - b1) * grad
-        cache = b2 * state[1] + (1.0 - b2) * (grad * grad)
-        # bias corrections folded into two host scalars: one fewer pass over each array
-        step = lr / (1.0 - b1**t)
-        denom = xp.sqrt(cache) * (1.0 / math.sqrt(1.0 - b2**t)) + self.epsilon
-        return param - step * momentum / denom, [momentum, cache]
+            value = value - (lr * self.weight_decay) * value
+        momentum = b1 * state["momentum"] + (1.0 - b1) * grad
+        cache = b2 * state["cache"] + (1.0 - b2) * (grad * grad)
+        # the bias corrections as two scalars: step = lr / (1 - b1^t), c2 = 1 / sqrt(1 - b2^t)
+        step, c2 = self._corrections(lr, t)
+        return value - (step * momentum) / (xp.sqrt(cache) * c2 + self.epsilon), {"momentum": momentum, "cache": cache}
 
-    def _step_inplace(self, kind: str, flat: Any) -> None:
-        t = self.iterations + 1
-        lr = self.current_learning_rate
-        args = {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2,
-                "step": lr / (1.0 - self.beta_1**t), "c2": 1.0 / math.sqrt(1.0 - self.beta_2**t),
-                "eps": self.epsilon}
-        if kind == "numpy":
-            backend_kernels.numpy_adam(flat.param, flat.grad, flat.state[0], flat.state[1], **args)
-        else:
-            backend_kernels.cupy_adam(flat.param, flat.grad, flat.state[0], flat.state[1], ok=self._guard(), **args)
+    def _corrections(self, lr: Any, t: Any) -> tuple[Any, Any]:
+        return lr / (1.0 - self.beta_1**t), 1.0 / (1.0 - self.beta_2**t) ** 0.5
+
+    def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
+        step, c2 = self._corrections(lr, t)
+        return {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2,
+                "step": step, "c2": c2, "eps": self.epsilon}
 
     def get_config(self) -> dict[str, Any]:
         return {

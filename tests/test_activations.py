@@ -15,11 +15,39 @@ def away_from_zero(shape):
     return np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)
 
 
-@pytest.mark.parametrize("cls", [pnn.ReLU, pnn.Sigmoid, pnn.Softmax, pnn.Linear])
+# Every activation the library exports: a new class is covered without an edit here.
+ACTIVATIONS = [getattr(pnn, name) for name in pnn.activations.__all__ if name not in ("Activation", "softmax_parts")]
+
+
+def test_every_activation_is_exported_and_registered():
+    names = {cls.__name__ for cls in ACTIVATIONS}
+    assert names >= {"ReLU", "LeakyReLU", "Tanh", "Sigmoid", "Softmax", "Linear"}
+    assert all(pnn.Layer.registry[name] is getattr(pnn, name) for name in names)
+
+
+@pytest.mark.parametrize("cls", ACTIVATIONS)
 def test_backward_matches_finite_differences(backend, cls):
     x = backend.asarray(away_from_zero((5, 4)), dtype=np.float64)
     result = gradcheck(cls(), x, rtol=1e-6, atol=1e-10)
     assert result.ok and result.max_error < 1e-6
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_tanh_and_leaky_relu_forward_values(backend, dtype):
+    x_host = away_from_zero((6, 3)).astype(dtype)
+    x = backend.asarray(x_host)
+    backend.assert_close(pnn.Tanh().forward(x), np.tanh(x_host), rtol=1e-6 if dtype == np.float32 else 1e-12)
+    backend.assert_close(pnn.LeakyReLU(0.1).forward(x), np.where(x_host > 0, x_host, dtype(0.1) * x_host))
+    layer = pnn.LeakyReLU(0.2)
+    layer.forward(x)
+    d = np.ones_like(x_host)
+    backend.assert_close(layer.backward(backend.asarray(d)), np.where(x_host > 0, d, dtype(0.2) * d))
+
+
+@pytest.mark.parametrize("alpha", [-0.1, 1.0, float("nan")])
+def test_leaky_relu_rejects_bad_alpha(alpha):
+    with pytest.raises(ValueError, match=r"LeakyReLU: alpha must be in \[0, 1\)"):
+        pnn.LeakyReLU(alpha)
 
 
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
@@ -28,17 +56,17 @@ def test_forward_values(backend, dtype):
     x = backend.asarray(x_host)
     backend.assert_close(pnn.ReLU().forward(x), np.maximum(x_host, 0))
     backend.assert_close(pnn.Linear().forward(x), x_host)
-    backend.assert_close(pnn.Sigmoid().forward(x), 1 / (1 + np.exp(-x_host.astype(np.float64))),
+    backend.assert_close(pnn.Sigmoid().forward(x), (1 / (1 + np.exp(-x_host.astype(np.float64)))).astype(dtype),
                          rtol=1e-6 if dtype == np.float32 else 1e-12)
     e = np.exp(x_host.astype(np.float64))
-    backend.assert_close(pnn.Softmax().forward(x), e / e.sum(axis=1, keepdims=True),
+    backend.assert_close(pnn.Softmax().forward(x), (e / e.sum(axis=1, keepdims=True)).astype(dtype),
                          rtol=1e-6 if dtype == np.float32 else 1e-12)
 
 
 def test_forward_keeps_dtype(backend, xp):
     for dtype in (np.float32, np.float64):
         x = backend.asarray(np.ones((2, 3), dtype=dtype))
-        for cls in (pnn.ReLU, pnn.Sigmoid, pnn.Softmax, pnn.Linear):
+        for cls in ACTIVATIONS:
             assert cls().forward(x).dtype == x.dtype, cls
 
 
@@ -92,17 +120,13 @@ def test_backward_before_forward_is_an_error(backend, cls):
 
 
 def test_relu_backward_fast_path_equals_reference(backend):
-    from portable_nn import backend_kernels
-
     x = backend.asarray(away_from_zero((7, 5)))
     d = backend.asarray(RNG.standard_normal((7, 5)))
     results = []
     for enabled in (True, False):
-        backend_kernels.set_fast_paths(enabled)
-        try:
+        with pnn.fast_paths(enabled):
             layer = pnn.ReLU()
             layer.forward(x)
             results.append(backend.to_numpy(layer.backward(d)))
-        finally:
-            backend_kernels.set_fast_paths(True)
+    assert pnn.fast_paths_enabled()  # the scope restored the switch
     np.testing.assert_array_equal(results[0], results[1])

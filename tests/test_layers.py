@@ -127,9 +127,8 @@ def test_dense_rejects_bad_arguments(kwargs, message):
         pnn.Dense(args.pop("n_inputs"), args.pop("n_neurons"), **args)
 
 
+@pytest.mark.skip_xp_backends("numpy", reason="needs a second library: placed on numpy, fed numpy")
 def test_mixing_libraries_after_placement_is_a_type_error(backend):
-    if backend.name == "numpy":
-        pytest.skip("needs a second library: placed on numpy, fed numpy")
     layer = pnn.Dense(2, 2)
     layer.forward(backend.asarray(np.ones((1, 2), dtype=np.float32)))
     with pytest.raises(TypeError, match=r"input is a numpy array on device cpu but the parameters are a"):

@@ -13,9 +13,9 @@ from portable_nn.sklearn import NeuralNetClassifier, NeuralNetRegressor  # noqa:
 @pytest.mark.filterwarnings("ignore::sklearn.exceptions.SkipTestWarning")  # missing cupy, pandas, MPS...
 @pytest.mark.parametrize("estimator", [NeuralNetClassifier(random_state=0), NeuralNetRegressor(random_state=0)],
                          ids=["classifier", "regressor"])
+@pytest.mark.only_xp_backends("numpy", reason="check_estimator makes its own arrays (NumPy and its array API "
+                                              "checks): run once")
 def test_check_estimator(backend, estimator):
-    if backend.name != "numpy":
-        pytest.skip("check_estimator makes its own arrays (NumPy and its array API checks): run once")
     from sklearn.utils.estimator_checks import check_estimator
 
     results = check_estimator(estimator, on_fail=None)
@@ -28,9 +28,8 @@ def test_check_estimator(backend, estimator):
 DISPATCH = ("array_api_strict", "torch", "cupy")
 
 
+@pytest.mark.only_xp_backends(*DISPATCH, reason=f"scikit-learn's array API dispatch supports {DISPATCH}")
 def test_dispatch_keeps_arrays_on_their_backend(backend, xp):
-    if backend.name not in DISPATCH:
-        pytest.skip(f"scikit-learn's array API dispatch supports {DISPATCH}")
     from array_api_compat import array_namespace, device
 
     X, y = make_classification(n_samples=120, n_features=6, n_informative=4, random_state=0)

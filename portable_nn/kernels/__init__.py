@@ -1,0 +1,115 @@
+"""The delegation layer: one dispatch point between the portable code and backend kernels.
+
+The portable array-API code is the reference and the default.  Where a
+backend can do better, a kernel beside it takes over, chosen here by
+*capability* (``array_api_compat.is_writeable_array``, ``is_cupy_array``),
+never by module-name strings:
+
+* optimizer updates: NumPy (writeable arrays) runs ufuncs with ``out=`` over
+  one flat buffer (:mod:`.numpy`); CuPy one fused elementwise kernel
+  (:mod:`.cupy`); everything else the optimizer's portable rule per parameter;
+* ReLU's backward: one CuPy kernel; elsewhere the portable mask multiply.
+
+A kernel computes **the reference formula in the same order**, so float32
+results agree with the portable path to the last bits (tested over 200 Adam
+steps).  Switch the kernels off with ``with portable_nn.fast_paths(False):``,
+``portable_nn.set_fast_paths(False)`` or ``PORTABLE_NN_FAST_PATHS=0``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
+from types import ModuleType
+from typing import TYPE_CHECKING
+
+from array_api_compat import is_cupy_array, is_numpy_array, is_writeable_array
+
+from .. import _xp
+from .._typing import Array
+
+if TYPE_CHECKING:
+    from ..optimizers import Optimizer
+    from ..parameter import Parameter
+
+__all__ = ["fast_paths", "fast_paths_enabled", "optimizer_kernels", "relu_backward", "set_fast_paths", "update"]
+
+_ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1").strip().lower() not in ("0", "false", "no", "off")
+
+
+def set_fast_paths(enabled: bool) -> None:
+    """Turn the backend kernels on or off for the whole process (default: on)."""
+    global _ENABLED  # noqa: PLW0603 - one process-wide switch, like numpy.seterr
+    _ENABLED = bool(enabled)
+
+
+def fast_paths_enabled() -> bool:
+    """Whether the backend kernels are on."""
+    return _ENABLED
+
+
+@contextmanager
+def fast_paths(enabled: bool) -> Iterator[None]:
+    """``with fast_paths(False):`` runs the block on the portable reference path only."""
+    previous = _ENABLED
+    set_fast_paths(enabled)
+    try:
+        yield
+    finally:
+        set_fast_paths(previous)
+
+
+def optimizer_kernels(x: Array) -> ModuleType | None:
+    """The kernel module that can update ``x`` in place, or None for the portable path."""
+    if not _ENABLED:
+        return None
+    if is_numpy_array(x) and is_writeable_array(x):
+        from . import numpy as kernels
+
+        return kernels
+    if is_cupy_array(x):
+        from . import cupy as kernels
+
+        return kernels
+    return None
+
+
+def update(optimizer: Optimizer, params: list[Parameter], ok: Array | None = None) -> None:
+    """One optimizer step over ``params``: a kernel over a flat buffer where one applies, else the rule.
+
+    ``ok`` is an optional 0-d device bool (the loss was finite): the CuPy
+    kernels leave the parameters unchanged where it is False, without a host
+    sync.  The portable path ignores it (the guard restores a snapshot).
+    """
+    if not params:
+        return
+    first = params[0]
+    kernels = optimizer_kernels(first.value)
+    if kernels is not None and all(
+        type(p.value) is type(first.value) and p.value.dtype == first.value.dtype
+        and type(p.grad) is type(first.value) and p.grad.dtype == first.value.dtype
+        and _xp.same_device(p.value, first.value) and _xp.same_device(p.grad, first.value)
+        for p in params
+    ):
+        flat = optimizer.flat_buffer(params)
+        flat.gather_grads()
+        lr, t = optimizer.current_learning_rate, optimizer.iterations + 1
+        kernels.apply(optimizer.kernel, flat, optimizer.kernel_args(lr, t), ok)
+        return
+    for p in params:
+        optimizer.update_parameter(p)
+
+
+def relu_backward(x: Array, dvalue: Array) -> Array:
+    """``dvalue * (x > 0)``: one fused kernel on CuPy, the portable mask multiply elsewhere."""
+    if _ENABLED and is_cupy_array(x) and type(dvalue) is type(x) and x.dtype == dvalue.dtype \
+            and x.shape == dvalue.shape:
+        from . import cupy as kernels
+
+        return kernels.relu_backward(x, dvalue)
+    xp = _xp.namespace(dvalue)
+    # a multiply by the 0/1 mask: three times faster than where() on NumPy
+    return dvalue * xp.astype(x > 0, dvalue.dtype)
+
+

@@ -1,0 +1,124 @@
+"""``Network``: the layer stack -- forward, backward, parameters, placement.
+
+The model composes one; the training step runs through it.  It knows the
+declared Softmax + cross-entropy pairing (``losses.fused_loss``): when the
+last layer and the loss fuse, the step runs the body without the last
+layer and the fused loss works on the logits.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from . import _xp
+from ._typing import Array
+from .layers import Layer
+from .parameter import Parameter
+
+__all__ = ["Network"]
+
+
+class Network:
+    """An ordered list of layers with their parameters."""
+
+    def __init__(self, layers: list[Any]) -> None:
+        self.layers = layers  # the model's own list: add() appends to it
+        self.skip_first_dinput()
+
+    @property
+    def trainable(self) -> list[Any]:
+        """Layers with parameters, in order."""
+        return [layer for layer in self.layers if _parameters(layer)]
+
+    def parameters(self) -> list[Parameter]:
+        """Every parameter of every layer, in order."""
+        return [p for layer in self.layers for p in _parameters(layer)]
+
+    def n_outputs(self) -> int | None:
+        """The output width: ``n_neurons`` of the last layer that has one."""
+        for layer in reversed(self.layers):
+            width = getattr(layer, "n_neurons", None)
+            if width is not None:
+                return int(width)
+        return None
+
+    def dtype(self) -> Any:
+        """The dtype of the first parameter (what targets are cast to), or None."""
+        params = self.parameters()
+        return params[0].value.dtype if params else None
+
+    def check_chain(self) -> None:
+        """Each sized layer takes the previous one's width (``ValueError`` naming the layer)."""
+        width, previous = None, ""
+        for i, layer in enumerate(self.layers):
+            n_in, n_out = getattr(layer, "n_inputs", None), getattr(layer, "n_neurons", None)
+            if n_in is None or n_out is None:
+                continue
+            if width is not None and n_in != width:
+                raise ValueError(
+                    f"Model.finalize: layer {i} ({type(layer).__name__}) expects {n_in} inputs "
+                    f"but the previous {previous} layer has {width} neurons"
+                )
+            width, previous = n_out, type(layer).__name__
+
+    def skip_first_dinput(self) -> None:
+        """Nothing consumes dL/dX of the model's input: the first layers skip computing it."""
+        first = True
+        for layer in self.layers:
+            if hasattr(layer, "need_dinput"):
+                layer.need_dinput = not first
+            if _parameters(layer):
+                first = False
+
+    # -- forward / backward ---------------------------------------------------
+    def forward(self, x: Array, training: bool = False, upto: int | None = None) -> Array:
+        """The output of ``layers[:upto]`` (all layers by default)."""
+        for layer in self.layers[:upto]:
+            x = layer.forward(x, training) if getattr(layer, "has_training_mode", False) else layer.forward(x)
+        return x
+
+    def backward(self, dvalue: Array, upto: int | None = None) -> None:
+        """Backpropagate through ``layers[:upto]`` in reverse; gradients land on the parameters."""
+        for layer in reversed(self.layers[:upto]):
+            dvalue = layer.backward(dvalue)
+            if dvalue is None:  # a first layer skipped the unused dL/dX
+                break
+
+    # -- placement --------------------------------------------------------------
+    def place(self, like: Array) -> None:
+        """Place every layer's host-held parameters on ``like``'s library and device (first use only)."""
+        for layer in self.layers:
+            if hasattr(layer, "place") and not getattr(layer, "_placed", True):
+                layer.place(like)
+
+    def to(self, like: Array) -> None:
+        """Move every parameter and optimizer state to ``like``'s library and device."""
+        xp, dev = _xp.namespace(like), _xp.array_device(like)
+        for layer in self.layers:
+            for p in _parameters(layer):
+                p.move(xp, dev)
+            if hasattr(layer, "_placed"):
+                layer._placed = True
+
+    def persist(self) -> None:
+        """Dask: compute the new parameters and state now, or the graph would grow every step."""
+        import dask
+
+        params = self.parameters()
+        refs = [(p, None) for p in params] + [(p, key) for p in params for key in p.state]
+        values = dask.persist(*[p.value if key is None else p.state[key] for p, key in refs])
+        for (p, key), value in zip(refs, values, strict=True):
+            if key is None:
+                p.value = value
+            else:
+                p.set_state(key, value)
+
+
+def _parameters(layer: Any) -> list[Parameter]:
+    method = getattr(layer, "parameters", None)
+    return list(method()) if method is not None else []
+
+
+def is_layer(obj: Any) -> bool:
+    """Whether ``obj`` can be added to a model (has ``forward`` and ``backward``)."""
+    return isinstance(obj, Layer) or (hasattr(obj, "forward") and hasattr(obj, "backward"))

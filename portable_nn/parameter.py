@@ -1,0 +1,227 @@
+"""``Parameter``: one trainable array with its gradient and optimizer state.
+
+Every layer lists its parameters in ``parameters()`` (micrograd's habit); the
+optimizer, the flat buffer of the fast paths, model files, ``gradcheck``, the
+divergence guard and ``Model.set_parameters`` all go through that list.  The
+book's names stay as properties over it: ``layer.weight`` is
+``layer.params["weight"].value``, ``layer.dweight`` its ``.grad``,
+``layer.weight_momentum`` its ``.state["momentum"]``.
+
+The dtype rule, the same on every backend: **the layer's dtype wins.**  An
+array assigned to a parameter (or to its optimizer state) with another
+floating dtype is cast to the layer's dtype; a non-floating array is a
+``TypeError`` naming the parameter.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+from . import _xp
+from ._typing import Array, Namespace
+
+__all__ = ["Parameter", "value_of", "grad_of", "state_of", "regularizer_of", "FlatParameters"]
+
+
+class Parameter:
+    """A trainable array: ``value``, ``grad`` (set by ``backward``) and optimizer ``state``.
+
+    ``l1``/``l2`` are the regularization factors of the value: the loss adds
+    ``l1*sum|w| + l2*sum(w**2)``, the gradient ``l1*sign(w) + 2*l2*w``.
+    """
+
+    __slots__ = ("_value", "dtype", "grad", "l1", "l2", "name", "owner", "state")
+
+    def __init__(self, name: str, value: Array, dtype: str, *, l1: float = 0.0, l2: float = 0.0) -> None:
+        self.name = name
+        self.dtype = _xp.dtype_name(dtype)
+        self.l1, self.l2 = float(l1), float(l2)
+        self.grad: Array = None
+        self.state: dict[str, Array] = {}
+        self.owner: FlatParameters | None = None  # the flat buffer whose view ``value`` is, if any
+        self._value: Array = self._conform(value, name)
+
+    def __repr__(self) -> str:
+        return f"Parameter({self.name!r}, shape={tuple(self._value.shape)}, dtype={self.dtype})"
+
+    @property
+    def value(self) -> Array:
+        return self._value
+
+    @value.setter
+    def value(self, value: Array) -> None:
+        self._value = self._conform(value, self.name)
+        self.detach()
+
+    def set_state(self, key: str, value: Array) -> None:
+        """Set (or, with ``None``, drop) one optimizer state array, cast to the parameter's dtype."""
+        if value is None:
+            self.state.pop(key, None)
+        else:
+            self.state[key] = self._conform(value, f"{self.name}_{key}")
+        self.detach()
+
+    def detach(self) -> None:
+        """Leave the flat buffer (the next fast update rebuilds it around the new arrays)."""
+        if self.owner is not None:
+            self.owner.valid = False
+            self.owner = None
+
+    def _conform(self, value: Array, what: str) -> Array:
+        if not _xp.array_api_compat.is_array_api_obj(value):
+            raise TypeError(f"{what}: expected an array, got {type(value).__name__}")
+        xp = _xp.namespace(value)
+        if value.dtype == _xp.float_dtype(xp, self.dtype):
+            return value
+        _xp.check_floating(xp, value, what)
+        return xp.astype(value, _xp.float_dtype(xp, self.dtype))
+
+    def to_dtype(self, dtype: str) -> None:
+        """Cast the value and the state to ``dtype`` (``gradcheck`` checks a float64 copy)."""
+        self.dtype = _xp.dtype_name(dtype)
+        self.value = self._value
+        for key, value in list(self.state.items()):
+            self.set_state(key, value)
+
+    def place(self, xp: Namespace, device: Any) -> None:
+        """Move a host-held value and state (a seeded draw, a loaded file) to ``xp`` on ``device``."""
+        dtype = _xp.float_dtype(xp, self.dtype)
+        if _xp.is_numpy_array(self._value):
+            self.value = _xp.move(self._value, xp, device, dtype)
+        for key, value in list(self.state.items()):
+            if _xp.is_numpy_array(value):
+                self.set_state(key, _xp.move(value, xp, device, dtype))
+
+    def move(self, xp: Namespace, device: Any) -> None:
+        """Move value and state to ``xp`` on ``device``, whatever they are now."""
+        self.value = _xp.move(self._value, xp, device)
+        for key, value in list(self.state.items()):
+            self.set_state(key, _xp.move(value, xp, device))
+
+    def regularization_loss(self) -> Array | float:
+        """``l1*sum|w| + l2*sum(w**2)`` (0-d array), or 0.0 when not regularized."""
+        if not (self.l1 or self.l2):
+            return 0.0
+        xp = _xp.namespace(self._value)
+        loss: Array | float = 0.0
+        if self.l1:
+            loss = loss + self.l1 * xp.sum(xp.abs(self._value))
+        if self.l2:
+            loss = loss + self.l2 * xp.sum(self._value * self._value)
+        return loss
+
+    def regularized(self, grad: Array) -> Array:
+        """``grad + l1*sign(w) + 2*l2*w``: the gradient of the regularization added."""
+        if self.l1:
+            grad = grad + self.l1 * _xp.namespace(grad).sign(self._value)
+        if self.l2:
+            grad = grad + (2 * self.l2) * self._value
+        return grad
+
+
+# -- the book's names as properties over parameters ----------------------------
+# Declared once per class (``weight = value_of("weight")``): explicit attributes,
+# no attribute names composed from strings at run time.
+
+class value_of:  # noqa: N801 - used like a decorator-style declaration
+    """``layer.<name>`` is ``layer.params[name].value``; assignment casts to the layer's dtype."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else layer.params[self.name].value
+
+    def __set__(self, layer: Any, value: Array) -> None:
+        layer.params[self.name].value = value
+
+
+class grad_of:  # noqa: N801
+    """``layer.d<name>`` is ``layer.params[name].grad``."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else layer.params[self.name].grad
+
+    def __set__(self, layer: Any, value: Array) -> None:
+        layer.params[self.name].grad = value
+
+
+class state_of:  # noqa: N801
+    """``layer.<name>_<key>`` is ``layer.params[name].state[key]`` (None until the optimizer creates it)."""
+
+    def __init__(self, name: str, key: str) -> None:
+        self.name, self.key = name, key
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else layer.params[self.name].state.get(self.key)
+
+    def __set__(self, layer: Any, value: Array) -> None:
+        layer.params[self.name].set_state(self.key, value)
+
+
+class regularizer_of:  # noqa: N801
+    """``layer.<name>_regularizer_l1`` is ``layer.params[name].l1`` (a finite number >= 0)."""
+
+    def __init__(self, name: str, kind: str) -> None:
+        self.name, self.kind = name, kind
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else getattr(layer.params[self.name], self.kind)
+
+    def __set__(self, layer: Any, value: float) -> None:
+        value = float(value)
+        if not math.isfinite(value) or value < 0:
+            raise ValueError(f"{type(layer).__name__}: {self.name}_regularizer_{self.kind} must be a finite "
+                             f"number >= 0, got {value!r}")
+        setattr(layer.params[self.name], self.kind, value)
+
+
+class FlatParameters:
+    """Parameters, their optimizer state and gradients as views of one flat buffer each.
+
+    Built from the parameters' current arrays (copied: the buffer is the
+    library's own, a user's array is never mutated); each parameter's value
+    and state are then rebound to views of it.  Any later assignment to a
+    parameter detaches it and marks the buffer invalid (the setter knows), and
+    the optimizer rebuilds.  Used only where arrays are writeable (NumPy, CuPy).
+    """
+
+    def __init__(self, params: list[Parameter], state_names: tuple[str, ...]) -> None:
+        self.params = list(params)
+        self.state_names = state_names
+        first = params[0].value
+        xp = _xp.namespace(first)
+        dev = _xp.array_device(first)
+        shapes = [tuple(p.value.shape) for p in params]
+        sizes = [math.prod(s) for s in shapes]
+        offsets = [sum(sizes[:i]) for i in range(len(sizes))]
+        self.param = xp.concat([xp.reshape(p.value, (-1,)) for p in params])
+        self.state = []
+        for key in state_names:
+            parts = [xp.zeros(size, dtype=self.param.dtype, device=dev) if p.state.get(key) is None
+                     else xp.reshape(p.state[key], (-1,)) for p, size in zip(params, sizes, strict=True)]
+            self.state.append(xp.concat(parts))
+        self.grad = xp.empty_like(self.param)
+        self.scratch = xp.empty_like(self.param)
+        self.valid = True
+        for p, off, size, shape in zip(params, offsets, sizes, shapes, strict=True):
+            p.detach()
+            p._value = xp.reshape(self.param[off:off + size], shape)
+            for key, buf in zip(state_names, self.state, strict=True):
+                p.state[key] = xp.reshape(buf[off:off + size], shape)
+            p.owner = self
+        self.grad_views = [self.grad[off:off + size] for off, size in zip(offsets, sizes, strict=True)]
+
+    def serves(self, params: list[Parameter], state_names: tuple[str, ...]) -> bool:
+        """Still valid, and built for these parameters and this optimizer's state."""
+        return (self.valid and state_names == self.state_names and len(params) == len(self.params)
+                and all(a is b for a, b in zip(params, self.params, strict=True)))
+
+    def gather_grads(self) -> None:
+        """Copy the parameters' gradients into the flat gradient buffer (the optimizer's own copy)."""
+        for p, out in zip(self.params, self.grad_views, strict=True):
+            out[...] = _xp.namespace(p.grad).reshape(p.grad, (-1,))

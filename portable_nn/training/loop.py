@@ -1,0 +1,151 @@
+"""The training loop: epochs, batches, reports, callbacks -> ``History``.
+
+A step never waits for the device: losses and accuracies are summed on the
+device and read back only at report points (every ``print_every`` steps and
+at the end), where the divergence guard also looks.
+"""
+
+from __future__ import annotations
+
+import sys
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from .. import _xp
+from .._typing import Array, Namespace
+from .guard import Guard, guard_for
+from .step import Plan, evaluate_sums, train_step
+
+__all__ = ["History", "batches", "fit"]
+
+
+@dataclass
+class History:
+    """Per-epoch figures of a ``train`` call (host floats)."""
+
+    epoch: list[int] = field(default_factory=list)
+    loss: list[float] = field(default_factory=list)
+    data_loss: list[float] = field(default_factory=list)
+    regularization_loss: list[float] = field(default_factory=list)
+    accuracy: list[float] = field(default_factory=list)
+    learning_rate: list[float] = field(default_factory=list)
+    val_loss: list[float] = field(default_factory=list)
+    val_accuracy: list[float] = field(default_factory=list)
+
+    def as_dict(self) -> dict[str, list[Any]]:
+        return {k: list(v) for k, v in self.__dict__.items()}
+
+
+def batches(n: int, batch_size: int | None) -> list[slice]:
+    """In-bounds row slices of ``batch_size`` (one slice for the full batch)."""
+    if not batch_size:
+        return [slice(0, n)]
+    return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
+
+
+def prepared_targets(plan: Plan, xp: Namespace, y: Array) -> tuple[Array, Array]:
+    """Targets for the loss and for the accuracy, built once per call."""
+    net = plan.network
+    return plan.loss.prepare_targets(xp, y, net.n_outputs(), net.dtype()), plan.accuracy.prepare_targets(xp, y)
+
+
+@dataclass
+class _Run:
+    """The loop's position and running sums since the start of the epoch (device arrays)."""
+
+    epoch: int = 0
+    step: int = 0
+    global_step: int = 0
+    loss_sum: Any = 0.0
+    correct_sum: Any = 0
+    seen: int = 0
+    compared: int = 0
+    pending: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # epoch figures still on the device
+
+
+def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
+        validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
+        callback: Callable[[dict[str, Any]], None] | None) -> History:
+    """Train ``plan`` on checked data; see ``Model.train``."""
+    xp = _xp.namespace(X)
+    optimizer = plan.optimizer
+    assert optimizer is not None  # noqa: S101 - Model.train checks it first
+    n = int(X.shape[0])
+    slices = batches(n, batch_size)
+    total_steps = epochs * len(slices)
+    # Shuffle orders are drawn on the host (one index vector an epoch, sent once):
+    # the same seed gives the same order on every backend.
+    rng = np.random.default_rng(seed)
+    history = History()
+    y_loss, y_acc = prepared_targets(plan, xp, y)
+    guard = guard_for(X, plan.network, optimizer)
+    validation = None
+    if validation_data is not None:
+        Xv, yv = validation_data
+        validation = (Xv, *prepared_targets(plan, _xp.namespace(Xv), yv), batches(int(Xv.shape[0]), batch_size))
+    run = _Run()
+    for epoch in range(1, epochs + 1):
+        Xe, yle, yae = X, y_loss, y_acc
+        if shuffle:
+            order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
+            Xe, yle, yae = (xp.take(a, order, axis=0) for a in (X, y_loss, y_acc))
+        run.epoch, run.loss_sum, run.correct_sum, run.seen, run.compared = epoch, 0.0, 0, 0, 0
+        for i, rows in enumerate(slices):
+            run.step, run.global_step = i + 1, run.global_step + 1
+            guard.at(epoch, i + 1)
+            xb = Xe[rows, ...]
+            batch_loss, correct, compared = train_step(plan, xb, yle[rows, ...], yae[rows, ...], guard.before_update)
+            guard.after_step(batch_loss)
+            run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
+            run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
+            if i == len(slices) - 1:
+                accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
+                run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
+            if run.global_step % print_every == 0 or run.global_step == total_steps:
+                _report(plan, xp, history, run, guard, verbose, callback, total_steps)
+    return history
+
+
+def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: Any) -> dict[str, Any]:
+    reg = plan.loss.regularization_loss()
+    figures = {"data_loss": data_loss, "regularization_loss": reg, "loss": data_loss + reg,
+               "accuracy": accuracy, "learning_rate": plan.optimizer.current_learning_rate}  # type: ignore[union-attr]
+    if validation is not None:
+        figures["val_loss"], figures["val_accuracy"] = evaluate_sums(plan, *validation)
+    return figures
+
+
+def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard, verbose: bool,
+            callback: Any, total_steps: int) -> None:
+    """The one host sync: read figures back, check for divergence, record, print, call back."""
+    keys = [(i, k) for i, (_, figs) in enumerate(run.pending) for k in figs]
+    values = [run.pending[i][1][k] for i, k in keys]
+    guarded = guard.pending()
+    host = _xp.to_host(xp, [*values, *guarded, run.loss_sum, run.correct_sum])
+    guard.check(host[len(keys):len(keys) + len(guarded)])
+    by_epoch: dict[int, dict[str, float]] = {}
+    for (i, k), value in zip(keys, host, strict=False):
+        by_epoch.setdefault(run.pending[i][0], {})[k] = value
+    for epoch, figs in by_epoch.items():
+        history.epoch.append(epoch)
+        for k, v in figs.items():
+            getattr(history, k).append(v)
+    run.pending.clear()
+    loss, acc = host[-2] / run.seen, host[-1] / run.compared
+    lr = plan.optimizer.current_learning_rate  # type: ignore[union-attr]
+    info = {"epoch": run.epoch, "step": run.step, "global_step": run.global_step,
+            "total_steps": total_steps, "loss": loss, "accuracy": acc, "learning_rate": lr}
+    if history.regularization_loss:
+        info["regularization_loss"] = history.regularization_loss[-1]
+    if history.val_loss:
+        info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
+    if verbose:
+        line = f"epoch: {info['epoch']}, step: {info['step']}, acc: {acc:.3f}, loss: {loss:.3f}, lr: {lr:.6g}"
+        if "val_loss" in info:
+            line += f", val_acc: {info['val_accuracy']:.3f}, val_loss: {info['val_loss']:.3f}"
+        print(line, file=sys.stdout)
+    if callback is not None:
+        callback(info)

@@ -1,0 +1,87 @@
+"""Data checks: once per call, never per step, with one host sync.
+
+They name the call and the argument, the expected and the actual value.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .. import _xp
+from .._typing import Array, Namespace
+
+__all__ = ["check_data", "check_features", "positive_int"]
+
+
+def positive_int(owner: str, name: str, value: Any, allow_none: bool = False) -> Any:
+    """``value`` as an int >= 1 (or None when allowed); ``ValueError`` naming it otherwise."""
+    if value is None and allow_none:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+        raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
+    return int(value)
+
+
+def check_features(what: str, X: Any) -> Namespace:
+    """X is a 2-D floating array of some array library; its namespace."""
+    if not _xp.array_api_compat.is_array_api_obj(X):
+        raise TypeError(f"Model.{what}: X must be an array (NumPy, CuPy, PyTorch, ...), got {type(X).__name__}")
+    xp = _xp.namespace(X)
+    _xp.check_floating(xp, X, f"Model.{what}: X")
+    if X.ndim != 2:
+        raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+    return xp
+
+
+def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind: str) -> Namespace:
+    """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss)."""
+    xp = check_features(what, X)
+    # A column sum is finite iff every value is (NaN and inf propagate), unless
+    # finite values overflow it: only then is the exact element-wise check run.
+    # One pass over X and no X-sized temporary for the common, clean case.
+    checks: dict[str, Array] = {"X": xp.all(xp.isfinite(xp.sum(X, axis=0)))}
+    if y is not None:
+        checks.update(_check_targets(what, xp, X, y, n_outputs, target_kind))
+    ok = dict(zip(checks, _xp.to_host(xp, list(checks.values())), strict=True))
+    if not ok["X"]:  # a NaN/inf, or only an overflowing sum: decide exactly
+        ok["X"] = _xp.to_host(xp, [xp.all(xp.isfinite(X))])[0]
+    for name, passed in ok.items():
+        if passed:
+            continue
+        if name in ("X", "y"):
+            raise ValueError(f"Model.{what}: {name} contains NaN or infinite values")
+        raise ValueError(f"Model.{what}: class labels must be in [0, {n_outputs}), the model has {n_outputs} outputs")
+    return xp
+
+
+def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None,
+                   target_kind: str) -> dict[str, Array]:
+    """Shape and dtype errors at once; value checks as device booleans (read back together)."""
+    if not _xp.array_api_compat.is_array_api_obj(y) or _xp.namespace(y) is not xp:
+        raise TypeError(f"Model.{what}: y is a {_xp.describe(y)} but X is a {_xp.describe(X)}; use one library")
+    if y.ndim == 0 or y.shape[0] != X.shape[0]:
+        got = y.shape[0] if y.ndim else "a 0-d array"
+        raise ValueError(f"Model.{what}: X has {X.shape[0]} samples but y has {got}")
+    if not (xp.isdtype(y.dtype, "numeric") or y.dtype == xp.bool):
+        raise TypeError(f"Model.{what}: y must be numeric or bool, got dtype {y.dtype}")
+    classes = target_kind == "classes"
+    wrong_width = n_out is not None and y.ndim == 2 and y.shape[1] != n_out
+    flat_for_many = n_out is not None and y.ndim == 1 and n_out != 1 and not classes
+    if y.ndim > 2 or wrong_width or flat_for_many:
+        form = "(n,) class indices or (n, k) one-hot rows" if classes else "(n,) or (n, k) targets"
+        raise ValueError(
+            f"Model.{what}: y of shape {tuple(y.shape)} does not fit a model with {n_out} outputs "
+            f"(expected {form}, k = {n_out})"
+        )
+    checks: dict[str, Array] = {}
+    if classes and y.ndim == 1:
+        if not xp.isdtype(y.dtype, "integral"):
+            raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
+        checks["labels >= 0"] = xp.min(y) >= 0
+        if n_out is not None:
+            checks[f"labels < {n_out}"] = xp.max(y) < n_out
+    elif xp.isdtype(y.dtype, "real floating"):
+        checks["y"] = xp.all(xp.isfinite(y))
+    return checks
