@@ -21,16 +21,16 @@ import os
 # array API mode, which is read once, when SciPy is first imported.
 os.environ.setdefault("SCIPY_ARRAY_API", "1")
 
-from dataclasses import dataclass  # noqa: E402
-from typing import Any  # noqa: E402
+from dataclasses import dataclass
+from typing import Any
 
-import numpy as np  # noqa: E402
-from hypothesis import settings  # noqa: E402
-import pytest  # noqa: E402
-import array_api_extra as xpx  # noqa: E402
+import array_api_extra as xpx
+import numpy as np
+import pytest
+from hypothesis import settings
 
-from portable_nn._xp import to_numpy  # noqa: E402
-from portable_nn.backends import BACKENDS, Backend, BackendUnavailable, get_backend  # noqa: E402
+from portable_nn._xp import to_numpy
+from portable_nn.backends import BACKENDS, Backend, BackendUnavailable, get_backend
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:

@@ -14,7 +14,7 @@ import sys
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["numpy", "array_api_strict", "strictest", "torch", "jax", "dask", "cupy"]
+nox.options.sessions = ["lint", "numpy", "array_api_strict", "strictest", "torch", "jax", "dask", "cupy"]
 
 # Extras every test session needs besides the backend itself (the suite also
 # covers the CLI, the scikit-learn estimators and the plots).
@@ -84,3 +84,11 @@ def bench(session: nox.Session) -> None:
     session.install("-e", ".[progress]", "threadpoolctl", *torch_requirement())
     session.run("python", "-m", "benchmarks", *session.posargs)
     session.run("python", "-m", "benchmarks.memory")
+
+
+@nox.session
+def lint(session: nox.Session) -> None:
+    """ruff (a broad rule set, see pyproject.toml) on everything, mypy --strict on the package."""
+    session.install("-e", ".", "ruff>=0.6", "mypy>=1.10")
+    session.run("ruff", "check", ".")
+    session.run("mypy")

@@ -13,6 +13,7 @@ shows the median ms/step and ratios to the baselines.
 from __future__ import annotations
 
 import argparse
+import itertools
 import json
 import os
 import platform
@@ -39,7 +40,7 @@ WORKLOADS = {
 
 def make_model(sizes: list[int], seed: int = 0) -> pnn.Model:
     m = pnn.Model()
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         m.add(pnn.Dense(n_in, n_out, seed=seed + i))
         m.add(pnn.ReLU() if i < len(sizes) - 2 else pnn.Softmax())
     m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(learning_rate=0.001),

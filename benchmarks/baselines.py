@@ -7,6 +7,7 @@ layers), starting from the same initial weights as the portable_nn model.
 
 from __future__ import annotations
 
+import itertools
 import math
 from typing import Any
 
@@ -18,7 +19,7 @@ LR, B1, B2, EPS = 0.001, 0.9, 0.999, 1e-7
 def init_weights(sizes: list[int], seed: int = 0) -> list[tuple[np.ndarray, np.ndarray]]:
     """The same draws as ``Dense(n_in, n_out, seed=seed + i)``."""
     out = []
-    for i, (n_in, n_out) in enumerate(zip(sizes[:-1], sizes[1:])):
+    for i, (n_in, n_out) in enumerate(itertools.pairwise(sizes)):
         w = (0.01 * np.random.default_rng(seed + i).standard_normal((n_in, n_out))).astype(np.float32)
         out.append((w, np.zeros((1, n_out), dtype=np.float32)))
     return out
@@ -51,7 +52,7 @@ class NaiveNumpy:
         label[range(n), y] = 1
         dvalue = -label / probs / n
         dsoft = np.empty_like(dvalue)
-        for k, (s, dv) in enumerate(zip(probs, dvalue)):
+        for k, (s, dv) in enumerate(zip(probs, dvalue, strict=False)):
             s = s.reshape(-1, 1)
             jac = np.diagflat(s) - np.dot(s, s.T)
             dsoft[k] = np.dot(jac, dv)
@@ -66,7 +67,7 @@ class NaiveNumpy:
             d = np.dot(d, w.T)
         grads.reverse()
         self.t += 1
-        for (layer, st), g in zip(zip(self.params, self.state), grads):
+        for (layer, st), g in zip(zip(self.params, self.state, strict=False), grads, strict=False):
             for j in range(2):
                 st[j] = B1 * st[j] + (1 - B1) * g[j]
                 st[j + 2] = B2 * st[j + 2] + (1 - B2) * g[j] ** 2
@@ -118,7 +119,7 @@ class TunedNumpy:
         self.t += 1
         step = LR * math.sqrt(1 - B2**self.t) / (1 - B1**self.t)
         eps = EPS * math.sqrt(1 - B2**self.t)
-        for p, g, m, v in zip(P, grads, self.m, self.v):
+        for p, g, m, v in zip(P, grads, self.m, self.v, strict=False):
             m *= B1
             m += (1 - B1) * g
             v *= B2

@@ -38,7 +38,8 @@ def child(impl: str, workload: str, backend_name: str) -> dict[str, Any]:
         dev = "cuda" if gpu else "cpu"
         Xd, yd = torch.asarray(X, device=dev), torch.asarray(y, device=dev)
         # warm the runtime (thread pools, kernels) on a tiny net first: not the step's memory
-        TorchEager([2, 2, 2], device=dev).step(torch.zeros((2, 2), device=dev), torch.zeros(2, dtype=torch.long, device=dev))
+        TorchEager([2, 2, 2], device=dev).step(torch.zeros((2, 2), device=dev),
+                                               torch.zeros(2, dtype=torch.long, device=dev))
         if gpu:
             torch.cuda.synchronize()
             base = torch.cuda.memory_allocated()
@@ -55,14 +56,14 @@ def child(impl: str, workload: str, backend_name: str) -> dict[str, Any]:
             peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base
         return {"peak_bytes": peak}
     if impl == "hand-tuned numpy":
-        import torch  # noqa: F401  (same imports in every child: comparable baselines)
+        import torch
 
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024
         tuned = TunedNumpy(sizes)
         for _ in range(STEPS):
             tuned.step(X, y)
         return {"peak_bytes": resource.getrusage(resource.RUSAGE_SELF).ru_maxrss * 1024 - base}
-    import torch  # noqa: F401,F811
+    import torch
 
     from portable_nn.backends import get_backend
 

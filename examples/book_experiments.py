@@ -77,8 +77,8 @@ def main() -> None:
     b = get_backend(args.backend, args.device)
     print("| experiment | epochs | train loss | train acc | test loss | test acc | time |")
     print("|---|---|---|---|---|---|---|")
-    for name, (fn, epochs) in EXPERIMENTS.items():
-        epochs = max(1, int(epochs * args.scale))
+    for name, (fn, full_epochs) in EXPERIMENTS.items():
+        epochs = max(1, int(full_epochs * args.scale))
         t0 = time.perf_counter()
         h, (loss, acc) = fn(b, epochs)
         print(f"| {name} | {epochs} | {h.loss[-1]:.3g} | {h.accuracy[-1]:.3f} | {loss:.3g} | {acc:.3f} | "

@@ -8,6 +8,7 @@ layers look the array namespace up from their input
 from . import activations, datasets
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
+from .checking import GradcheckResult, check_all, gradcheck
 from .kernels import fast_paths, fast_paths_enabled, set_fast_paths
 from .layers import Dense, Dropout, Layer
 from .losses import (
@@ -18,7 +19,6 @@ from .losses import (
     MeanSquaredError,
     SoftmaxCategoricalCrossentropy,
 )
-from .checking import GradcheckResult, check_all, gradcheck
 from .model import History, Model
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 from .parameter import Parameter
@@ -57,5 +57,5 @@ __all__ = [
     "fast_paths_enabled",
     "set_fast_paths",
     "step",
-    *activations.__all__,
 ]
+__all__ += activations.__all__

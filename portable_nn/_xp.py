@@ -6,6 +6,7 @@ the layers, losses and optimizers read as plain array-API code.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import array_api_compat
@@ -17,6 +18,8 @@ from array_api_compat import device as array_device
 from ._typing import Array, Device, DType, Namespace
 
 __all__ = [
+    "array_api_compat",
+    "is_numpy_array",
     "array_namespace",
     "array_device",
     "dtype_name",
@@ -212,10 +215,9 @@ def to_host(xp: Namespace, values: list[Array]) -> list[float]:
     """
     arrays = [(i, v) for i, v in enumerate(values) if array_api_compat.is_array_api_obj(v)]
     if arrays and is_lazy(arrays[0][1]):
-        import dask
-
+        dask: Any = importlib.import_module("dask")
         computed = dask.compute(*[v for _, v in arrays])
         values = list(values)
-        for (i, _), c in zip(arrays, computed):
+        for (i, _), c in zip(arrays, computed, strict=False):
             values[i] = c
     return [float(v) for v in values]

@@ -150,7 +150,7 @@ class Softmax(Activation):
 
 
 # Every activation class defined above, exported by name (a new class needs no edit here).
-__all__ = ["Activation", "softmax_parts"] + [  # noqa: PLE0605
+__all__ = ["Activation", "softmax_parts"] + [
     name for name, obj in list(globals().items())
     if isinstance(obj, type) and issubclass(obj, Activation) and obj is not Activation and obj.__module__ == __name__
 ]

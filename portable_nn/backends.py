@@ -7,8 +7,9 @@ needs this -- it takes whatever arrays it is given.
 from __future__ import annotations
 
 import importlib
+from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, Callable
+from typing import Any
 
 import numpy as np
 
@@ -45,10 +46,11 @@ def _need(name: str, module: str) -> Any:
         raise BackendUnavailable(f"backend {name!r} is not installed ({exc})") from None
 
 
-def get_backend(name: str, device: str | None = None) -> Backend:
+def get_backend(name: str, device: str | None = None) -> Backend:  # noqa: PLR0912 - one branch per backend
     """The backend ``name`` on ``device`` (default: the library's default device)."""
+    xp: Any
     if name == "numpy":
-        import array_api_compat.numpy as xp
+        xp = importlib.import_module("array_api_compat.numpy")
 
         if device not in (None, "cpu"):
             raise BackendUnavailable(f"numpy runs on the cpu only, got device {device!r}")
@@ -68,7 +70,7 @@ def get_backend(name: str, device: str | None = None) -> Backend:
         return Backend(name, xp, dev, lambda a: xp.asarray(a, device=dev))
     if name == "torch":
         torch = _need(name, "torch")
-        import array_api_compat.torch as xp
+        xp = importlib.import_module("array_api_compat.torch")
 
         dev = torch.device(device or "cpu")
         if dev.type == "cuda" and not torch.cuda.is_available():
@@ -79,7 +81,7 @@ def get_backend(name: str, device: str | None = None) -> Backend:
     if name == "jax":
         jax = _need(name, "jax")
         jax.config.update("jax_enable_x64", True)  # float64 for gradient checks
-        import jax.numpy as xp
+        xp = importlib.import_module("jax.numpy")
 
         try:
             dev = jax.devices(device)[0] if device else jax.devices()[0]
@@ -88,11 +90,11 @@ def get_backend(name: str, device: str | None = None) -> Backend:
         return Backend(name, xp, dev, lambda a: jax.device_put(xp.asarray(a), dev))
     if name == "dask":
         da = _need(name, "dask.array")
-        import array_api_compat.dask.array as xp
+        xp = importlib.import_module("array_api_compat.dask.array")
 
         def to_dask(a: np.ndarray) -> Any:
             # chunked along the sample axis, as real data would be
-            chunks = (max(1, -(-a.shape[0] // 2)),) + a.shape[1:] if a.ndim else ()
+            chunks = (max(1, -(-a.shape[0] // 2)), *a.shape[1:]) if a.ndim else ()
             return da.from_array(a, chunks=chunks)
 
         return Backend(name, xp, "cpu", to_dask)
@@ -104,7 +106,7 @@ def get_backend(name: str, device: str | None = None) -> Backend:
             raise BackendUnavailable(f"cupy: no CUDA device ({exc})") from None
         if count == 0:
             raise BackendUnavailable("cupy: no CUDA device")
-        import array_api_compat.cupy as xp
+        xp = importlib.import_module("array_api_compat.cupy")
 
         dev = cupy.cuda.Device(int(device.split(":")[-1]) if device and ":" in device else 0)
 

@@ -27,7 +27,6 @@ import numpy as np
 
 from . import _xp
 from ._typing import Array
-from .activations import Activation
 from .layers import Layer
 from .losses import Loss, SoftmaxCategoricalCrossentropy
 from .random import Generator
@@ -129,31 +128,7 @@ def gradcheck(
         analytic = {"dinput": obj.backward(fed, y_true)}
         numeric = {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
     else:
-        out = run_forward(x)
-        g_host = rng.standard_normal(tuple(out.shape))
-        g = to_backend(g_host)
-        def scalar(inp: Any) -> float:
-            total = xp.sum(run_forward(inp) * g)
-            if hasattr(obj, "regularization_loss"):
-                total = total + obj.regularization_loss()
-            return float(_xp.to_numpy(total))
-
-        run_forward(x)
-        analytic = {"dinput": obj.backward(g)}
-        analytic.update({f"d{p.name}": p.grad for p in parameters})
-        numeric = {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
-        for p in parameters:
-            original = p.value
-            host_p = np.array(_xp.to_numpy(original), dtype=np.float64)
-
-            def scalar_p(h: np.ndarray, p: Any = p) -> float:
-                p.value = to_backend(h)
-                return scalar(x)
-
-            try:
-                numeric[f"d{p.name}"] = _numeric(scalar_p, host_p, eps)
-            finally:
-                p.value = original
+        analytic, numeric = _layer_gradients(obj, parameters, x, run_forward, to_backend, rng, eps)
     for key, num in numeric.items():
         err, ok = _compare(analytic[key], num, rtol, atol)
         result.errors[key] = err
@@ -161,6 +136,39 @@ def gradcheck(
     if raise_on_failure and not result.ok:
         raise AssertionError(f"gradcheck failed: {result}")
     return result
+
+
+def _layer_gradients(obj: Any, parameters: list[Any], x: Array, run_forward: Callable[[Array], Array],
+                     to_backend: Callable[[np.ndarray], Array], rng: np.random.Generator,
+                     eps: float) -> tuple[dict[str, Array], dict[str, np.ndarray]]:
+    """Analytic and numeric gradients of ``L = sum(forward(x) * G) + regularization`` w.r.t. x and parameters."""
+    xp = _xp.namespace(x)
+    g = to_backend(rng.standard_normal(tuple(run_forward(x).shape)))
+
+    def scalar(inp: Array) -> float:
+        total = xp.sum(run_forward(inp) * g)
+        if hasattr(obj, "regularization_loss"):
+            total = total + obj.regularization_loss()
+        return float(_xp.to_numpy(total))
+
+    run_forward(x)
+    analytic = {"dinput": obj.backward(g)}
+    analytic.update({f"d{p.name}": p.grad for p in parameters})
+    host_x = np.array(_xp.to_numpy(x), dtype=np.float64)
+    numeric = {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
+    for p in parameters:
+        original = p.value
+        host_p = np.array(_xp.to_numpy(original), dtype=np.float64)
+
+        def scalar_p(h: np.ndarray, p: Any = p) -> float:
+            p.value = to_backend(h)
+            return scalar(x)
+
+        try:
+            numeric[f"d{p.name}"] = _numeric(scalar_p, host_p, eps)
+        finally:
+            p.value = original
+    return analytic, numeric
 
 
 def _loss_cases(rng: np.random.Generator, x: np.ndarray) -> dict[str, list[tuple[str, np.ndarray, np.ndarray]]]:
@@ -177,7 +185,7 @@ def _loss_cases(rng: np.random.Generator, x: np.ndarray) -> dict[str, list[tuple
     }
 
 
-def _library_classes(registry: dict[str, Any], base: type) -> list[Any]:
+def _library_classes(registry: dict[str, Any], base: Any) -> list[Any]:
     """The library's own concrete classes of a registry (those with a ``forward``), in definition order."""
     return [cls for cls in registry.values()
             if cls.__module__.startswith("portable_nn.") and cls.forward is not base.forward]
@@ -194,14 +202,13 @@ def check_all(asarray: Callable[[np.ndarray], Array], *, seed: int = 0) -> list[
     rng = np.random.default_rng(seed)
     x = rng.standard_normal((6, 4))
     x = np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)  # keep the ReLU kink out of each step
-    cases: list[tuple[str, Any, np.ndarray, np.ndarray | None]] = []
-    for cls in _library_classes(Layer.registry, Layer):
-        cases.append((cls.__name__, cls.example(seed), x, None))
+    cases: list[tuple[str, Any, np.ndarray, np.ndarray | None]] = [
+        (cls.__name__, cls.example(seed), x, None) for cls in _library_classes(Layer.registry, Layer)]
     forms = _loss_cases(rng, x)
     for cls in _library_classes(Loss.registry, Loss):
-        for suffix, inp, y in forms[cls.target_kind]:
+        for suffix, inp, targets in forms[cls.target_kind]:
             cases.append((cls.__name__ + suffix, cls(), x if cls.input_kind == "logits" else inp,
-                          y.astype(np.int64) if cls.input_kind == "logits" else y))
+                          targets.astype(np.int64) if cls.input_kind == "logits" else targets))
     results = []
     for label, obj, inp, y in cases:
         result = gradcheck(obj, asarray(inp), None if y is None else asarray(y), rtol=1e-6, atol=1e-10,

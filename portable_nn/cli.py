@@ -15,23 +15,24 @@ import argparse
 import math
 import sys
 import time
-from typing import Any, Sequence
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 
 from . import datasets
-from .accuracy import CategoricalAccuracy, RegressionAccuracy
+from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import Linear, ReLU, Sigmoid, Softmax
 from .backends import BACKENDS, BackendUnavailable, get_backend
 from .layers import Dense
-from .losses import BinaryCrossentropy, CategoricalCrossentropy, MeanSquaredError
+from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, MeanSquaredError
 from .model import Model
 from .optimizers import Adam
 
 __all__ = ["main"]
 
 # The book's settings per data set: epochs, learning rate, decay, batch size.
-DEFAULTS = {
+DEFAULTS: dict[str, dict[str, Any]] = {
     "spiral": {"epochs": 10000, "learning_rate": 0.05, "decay": 5e-7, "batch_size": None},
     "binary-spiral": {"epochs": 10000, "learning_rate": 0.001, "decay": 5e-7, "batch_size": None},
     "vertical": {"epochs": 1000, "learning_rate": 0.05, "decay": 5e-7, "batch_size": None},
@@ -62,6 +63,8 @@ def build_model(dataset: str, n_features: int, n_classes: int, args: Any) -> Mod
     d = args.dtype
     hidden = args.hidden
     model = Model()
+    loss: Loss
+    accuracy: Accuracy
     if dataset == "sine":
         model.add(Dense(1, hidden, weight_scale=0.1, seed=args.seed, dtype=d)).add(ReLU())
         model.add(Dense(hidden, hidden, weight_scale=0.1, seed=args.seed + 1, dtype=d)).add(ReLU())

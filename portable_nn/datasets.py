@@ -40,7 +40,7 @@ def spiral_data(samples: int, classes: int, *, seed: int | None = None) -> tuple
 
     def arm(c: int) -> np.ndarray:
         t = np.linspace(c * 4, (c + 1) * 4, samples) + rng.standard_normal(samples) * 0.2
-        return np.c_[r * np.sin(t * 2.5), r * np.cos(t * 2.5)]
+        return np.column_stack([r * np.sin(t * 2.5), r * np.cos(t * 2.5)])
 
     return _by_class(samples, classes, arm)
 
@@ -51,7 +51,7 @@ def vertical_data(samples: int, classes: int, *, seed: int | None = None) -> tup
     rng = np.random.default_rng(seed)
 
     def cluster(c: int) -> np.ndarray:
-        return np.c_[rng.standard_normal(samples) * 0.1 + c / 3, rng.standard_normal(samples) * 0.1 + 0.5]
+        return np.column_stack([rng.standard_normal(samples) * 0.1 + c / 3, rng.standard_normal(samples) * 0.1 + 0.5])
 
     return _by_class(samples, classes, cluster)
 

@@ -64,7 +64,7 @@ def _arrays(trainable: list[Any], with_state: bool) -> dict[str, np.ndarray]:
 
 def _write(path: Any, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> None:
     header = dict(header, arrays={k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()})
-    payload = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
+    payload: dict[str, Any] = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     payload.update(arrays)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
@@ -124,8 +124,8 @@ def assign_parameters(trainable: list[Any], parameters: list[Any], owner: str) -
         raise ValueError(
             f"{owner}: the model has {len(trainable)} trainable layers, got {len(parameters)} parameter sets"
         )
-    for i, (layer, values) in enumerate(zip(trainable, parameters, strict=True)):
-        params, values = layer.parameters(), tuple(values)
+    for i, (layer, given) in enumerate(zip(trainable, parameters, strict=True)):
+        params, values = layer.parameters(), tuple(given)
         if len(values) != len(params):
             raise ValueError(f"{owner}: layer {i} takes {len(params)} arrays, got {len(values)}")
         for p, value in zip(params, values, strict=True):

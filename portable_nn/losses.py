@@ -177,7 +177,7 @@ class SoftmaxCategoricalCrossentropy(Loss):
         return -xp.sum(log_prob * y, axis=1)
 
     def backward(self, y_pred: Any, y_true: Any) -> Any:
-        xp, y = self._categorical(y_pred, y_true)
+        _, y = self._categorical(y_pred, y_true)
         self.dinput = (y_pred - y) / y_pred.shape[0]
         return self.dinput
 
@@ -226,7 +226,7 @@ class MeanSquaredError(Loss):
         return xp.mean(diff * diff, axis=1)
 
     def backward(self, y_pred: Any, y_true: Any) -> Any:
-        xp, y = self._elementwise(y_pred, y_true)
+        _, y = self._elementwise(y_pred, y_true)
         n, k = y_pred.shape
         self.dinput = (-2.0 / (k * n)) * (y - y_pred)
         return self.dinput

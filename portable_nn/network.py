@@ -8,6 +8,7 @@ layer and the fused loss works on the logits.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 from . import _xp
@@ -102,8 +103,7 @@ class Network:
 
     def persist(self) -> None:
         """Dask: compute the new parameters and state now, or the graph would grow every step."""
-        import dask
-
+        dask: Any = importlib.import_module("dask")
         params = self.parameters()
         refs = [(p, None) for p in params] + [(p, key) for p in params for key in p.state]
         values = dask.persist(*[p.value if key is None else p.state[key] for p, key in refs])

@@ -124,7 +124,7 @@ class Parameter:
 # Declared once per class (``weight = value_of("weight")``): explicit attributes,
 # no attribute names composed from strings at run time.
 
-class value_of:  # noqa: N801 - used like a decorator-style declaration
+class value_of:
     """``layer.<name>`` is ``layer.params[name].value``; assignment casts to the layer's dtype."""
 
     def __init__(self, name: str) -> None:
@@ -137,7 +137,7 @@ class value_of:  # noqa: N801 - used like a decorator-style declaration
         layer.params[self.name].value = value
 
 
-class grad_of:  # noqa: N801
+class grad_of:
     """``layer.d<name>`` is ``layer.params[name].grad``."""
 
     def __init__(self, name: str) -> None:
@@ -150,7 +150,7 @@ class grad_of:  # noqa: N801
         layer.params[self.name].grad = value
 
 
-class state_of:  # noqa: N801
+class state_of:
     """``layer.<name>_<key>`` is ``layer.params[name].state[key]`` (None until the optimizer creates it)."""
 
     def __init__(self, name: str, key: str) -> None:
@@ -163,7 +163,7 @@ class state_of:  # noqa: N801
         layer.params[self.name].set_state(self.key, value)
 
 
-class regularizer_of:  # noqa: N801
+class regularizer_of:
     """``layer.<name>_regularizer_l1`` is ``layer.params[name].l1`` (a finite number >= 0)."""
 
     def __init__(self, name: str, kind: str) -> None:

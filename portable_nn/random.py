@@ -12,6 +12,7 @@ so a run is reproducible on a given backend; streams differ across backends.
 
 from __future__ import annotations
 
+import importlib
 from typing import Any
 
 import array_api_compat
@@ -66,8 +67,7 @@ class Generator:
             out = jax.random.uniform(sub, shape, dtype=dtype)
             return jax.device_put(out, device)
         if array_api_compat.is_dask_namespace(xp):
-            import dask.array as da
-
+            da: Any = importlib.import_module("dask.array")
             rng = self._state("dask", lambda: da.random.default_rng(self.seed))
             return rng.random(shape, dtype=np.dtype(dtype))
         # Host libraries (array-api-strict and others): draw on the host, convert once.

@@ -89,7 +89,7 @@ def test_softmax_backward_equals_jacobian_product(backend):
     z = RNG.standard_normal((4, 5))
     d = RNG.standard_normal((4, 5))
     s = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
-    expected = np.stack([(np.diagflat(si) - np.outer(si, si)) @ di for si, di in zip(s, d)])
+    expected = np.stack([(np.diagflat(si) - np.outer(si, si)) @ di for si, di in zip(s, d, strict=False)])
     layer = pnn.Softmax()
     layer.forward(backend.asarray(z))
     backend.assert_close(layer.backward(backend.asarray(d)), expected, rtol=1e-10)

@@ -1,5 +1,6 @@
 """Model files: round trips (also across backends), no pickle, atomic writes, clear errors."""
 
+import contextlib
 import io
 import os
 import pickle
@@ -34,7 +35,7 @@ def test_model_round_trip_on_the_backend(backend, tmp_path):
     path = tmp_path / "model.npz"
     m.save(path)
     loaded = pnn.Model.load(path)
-    assert [type(l).__name__ for l in loaded.layers] == ["Dense", "ReLU", "Dropout", "Dense", "Softmax"]
+    assert [type(layer).__name__ for layer in loaded.layers] == ["Dense", "ReLU", "Dropout", "Dense", "Softmax"]
     assert loaded.layers[0].weight_regularizer_l2 == 1e-4 and loaded.layers[2].rate == 0.1
     assert loaded.optimizer.iterations == 3 and loaded.optimizer.decay == 1e-3
     Xb = backend.asarray(X)
@@ -45,11 +46,12 @@ def test_model_round_trip_on_the_backend(backend, tmp_path):
     loaded.layers[2].generator = pnn.Generator(5)
     m.train(Xb, backend.asarray(y), epochs=1, verbose=False)
     loaded.train(Xb, backend.asarray(y), epochs=1, verbose=False)
-    np.testing.assert_allclose(backend.to_numpy(loaded.layers[0].weight), backend.to_numpy(m.layers[0].weight), rtol=1e-6)
+    np.testing.assert_allclose(backend.to_numpy(loaded.layers[0].weight), backend.to_numpy(m.layers[0].weight),
+                               rtol=1e-6)
 
 
 def test_file_saved_on_the_backend_loads_on_numpy_and_back(backend, tmp_path):
-    m, X, y = trained_model(backend)
+    m, X, _y = trained_model(backend)
     path = tmp_path / "model.npz"
     m.save(path)
     on_numpy = pnn.Model.load(path)
@@ -60,12 +62,12 @@ def test_file_saved_on_the_backend_loads_on_numpy_and_back(backend, tmp_path):
 
 
 def test_parameters_round_trip(backend, tmp_path):
-    m, X, _ = trained_model(backend)
+    m, _X, _ = trained_model(backend)
     path = tmp_path / "params.npz"
     m.save_parameters(path)
     other, _, _ = trained_model(backend, epochs=1)
     other.load_parameters(path)
-    for (w1, b1), (w2, b2) in zip(m.get_parameters(), other.get_parameters()):
+    for (w1, b1), (w2, b2) in zip(m.get_parameters(), other.get_parameters(), strict=False):
         np.testing.assert_array_equal(backend.to_numpy(w1), backend.to_numpy(w2))
         np.testing.assert_array_equal(backend.to_numpy(b1), backend.to_numpy(b2))
 
@@ -127,7 +129,7 @@ def test_truncated_and_foreign_files_are_value_errors(tmp_path):
 
 
 def test_a_crash_mid_save_leaves_the_previous_file_intact(tmp_path, monkeypatch):
-    m, X, _ = trained_model(type("B", (), {"asarray": staticmethod(lambda a, dtype=None: np.asarray(a))}))
+    m, _X, _ = trained_model(type("B", (), {"asarray": staticmethod(lambda a, dtype=None: np.asarray(a))}))
     path = tmp_path / "model.npz"
     m.save(path)
     before = path.read_bytes()
@@ -153,10 +155,8 @@ def valid_file_bytes(tmp_path_factory):
 def _load_bytes(tmp_path, data):
     path = tmp_path / "fuzzed.npz"
     path.write_bytes(data)
-    try:
+    with contextlib.suppress(ValueError, OSError):
         pnn.Model.load(path)
-    except (ValueError, OSError):
-        pass
 
 
 @settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])

@@ -47,7 +47,7 @@ def test_spiral_float32_fast_and_reference_paths_agree():
     with pnn.fast_paths(False):
         ref.train(X, y, epochs=200, verbose=False)
     assert ref.optimizer._flat is None and fast.optimizer._flat is not None
-    for (wf, bf), (wr, br) in zip(fast.get_parameters(), ref.get_parameters()):
+    for (wf, bf), (wr, br) in zip(fast.get_parameters(), ref.get_parameters(), strict=False):
         np.testing.assert_allclose(wf, wr, rtol=1e-5, atol=1e-7)
         np.testing.assert_allclose(bf, br, rtol=1e-5, atol=1e-7)
 
@@ -94,7 +94,8 @@ def test_fused_softmax_crossentropy_step_equals_the_unfused_chain(backend):
     assert isinstance(fused.plan.fused, pnn.SoftmaxCategoricalCrossentropy)
     fused.set(optimizer=pnn.SGD(learning_rate=1e-9)).finalize()
     fused.train(backend.asarray(X), backend.asarray(y), epochs=1, verbose=False)
-    layers = [pnn.Dense(2, 8, seed=0, dtype="float64"), pnn.ReLU(), pnn.Dense(8, 3, seed=1, dtype="float64"), pnn.Softmax()]
+    layers = [pnn.Dense(2, 8, seed=0, dtype="float64"), pnn.ReLU(), pnn.Dense(8, 3, seed=1, dtype="float64"),
+              pnn.Softmax()]
     x = backend.asarray(X, dtype=np.float64)
     for layer in layers:
         x = layer.forward(x)
@@ -106,7 +107,7 @@ def test_fused_softmax_crossentropy_step_equals_the_unfused_chain(backend):
 
 
 def test_predict_returns_the_inputs_library_and_batches_agree(backend, xp):
-    X, y = spiral_data(30, 3, seed=2)
+    X, _y = spiral_data(30, 3, seed=2)
     m = spiral_model()
     Xb = backend.asarray(X)
     full = m.predict(Xb)
@@ -200,14 +201,16 @@ def test_train_before_set_or_finalize_is_an_error(backend):
     m = pnn.Model()
     m.add(pnn.Dense(2, 3))
     X = backend.asarray(np.ones((2, 2), dtype=np.float32))
-    with pytest.raises(RuntimeError, match=r"Model.train: call model.set\(loss=..., optimizer=...\) and model.finalize\(\) first"):
+    first = r"Model.train: call model.set\(loss=..., optimizer=...\) and model.finalize\(\) first"
+    with pytest.raises(RuntimeError, match=first):
         m.train(X, backend.asarray(np.zeros(2, dtype=np.uint8)))
     with pytest.raises(ValueError, match="Model.finalize: no loss"):
         m.finalize()
     with pytest.raises(ValueError, match="Model.finalize: the model has no layers"):
         pnn.Model().finalize()
     bad = pnn.Model().add(pnn.Dense(2, 4)).add(pnn.ReLU()).add(pnn.Dense(5, 3))
-    with pytest.raises(ValueError, match="layer 2 \\(Dense\\) expects 5 inputs but the previous Dense layer has 4 neurons"):
+    chain = r"layer 2 \(Dense\) expects 5 inputs but the previous Dense layer has 4 neurons"
+    with pytest.raises(ValueError, match=chain):
         bad.set(loss=pnn.MeanSquaredError()).finalize()
 
 
@@ -255,7 +258,7 @@ def test_digits_reach_95_percent():
     m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(learning_rate=0.01, decay=1e-4))
     m.finalize()
     m.train(X_train, y_train, epochs=10, batch_size=64, shuffle=True, seed=0, print_every=1000, verbose=False)
-    loss, acc = m.evaluate(X_test, y_test)
+    _loss, acc = m.evaluate(X_test, y_test)
     assert acc > 0.95, acc
 
 

@@ -150,7 +150,7 @@ def test_fast_path_equals_reference_path(backend, name, cfg):
     opt_fast, opt_ref = getattr(pnn, name)(**cfg), getattr(pnn, name)(**cfg)
     rng = np.random.default_rng(5)
     for _ in range(STEPS):
-        for a, b in zip(fast, ref):
+        for a, b in zip(fast, ref, strict=False):
             gw, gb = rng.standard_normal(a.weight.shape), rng.standard_normal(a.bias.shape)
             a.dweight, a.dbias = backend.asarray(gw), backend.asarray(gb)
             b.dweight, b.dbias = backend.asarray(gw), backend.asarray(gb)
@@ -161,7 +161,7 @@ def test_fast_path_equals_reference_path(backend, name, cfg):
             opt_ref.update_params(layer)
         opt_fast.post_update_params()
         opt_ref.post_update_params()
-        for a, b in zip(fast, ref):
+        for a, b in zip(fast, ref, strict=False):
             backend.assert_close(a.weight, backend.to_numpy(b.weight), rtol=1e-12, atol=1e-15)
             backend.assert_close(a.bias, backend.to_numpy(b.bias), rtol=1e-12, atol=1e-15)
             for s in opt_ref.state_names:

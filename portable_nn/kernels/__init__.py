@@ -65,13 +65,13 @@ def optimizer_kernels(x: Array) -> ModuleType | None:
     if not _ENABLED:
         return None
     if is_numpy_array(x) and is_writeable_array(x):
-        from . import numpy as kernels
+        from . import numpy as numpy_kernels
 
-        return kernels
+        return numpy_kernels
     if is_cupy_array(x):
-        from . import cupy as kernels
+        from . import cupy as cupy_kernels
 
-        return kernels
+        return cupy_kernels
     return None
 
 

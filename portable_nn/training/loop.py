@@ -72,7 +72,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
     """Train ``plan`` on checked data; see ``Model.train``."""
     xp = _xp.namespace(X)
     optimizer = plan.optimizer
-    assert optimizer is not None  # noqa: S101 - Model.train checks it first
+    assert optimizer is not None
     n = int(X.shape[0])
     slices = batches(n, batch_size)
     total_steps = epochs * len(slices)

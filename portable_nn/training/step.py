@@ -32,7 +32,7 @@ __all__ = ["Plan", "StepResult", "evaluate_sums", "loss_sum_and_grad", "step", "
 
 @dataclass
 class Plan:
-    """What ``Model.finalize`` decided: the network, the loss (fused with the last layer or not), accuracy, optimizer."""
+    """What ``Model.finalize`` decided: the network, the loss (fused with the last layer or not), the rest."""
 
     network: Network
     loss: Loss
@@ -107,7 +107,7 @@ def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
     return a device flag that the backend kernels use to skip the update.
     """
     optimizer = plan.optimizer
-    assert optimizer is not None  # noqa: S101 - Model.train checks it first
+    assert optimizer is not None
     loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
     ok = before_update(loss_sum) if before_update is not None else None
     correct, compared = count_correct(plan, output, y_acc)
@@ -179,5 +179,5 @@ def evaluate_sums(plan: Plan, X: Array, y_loss: Array, y_acc: Array,
         correct, n = count_correct(plan, output, y_acc[s, ...])
         loss_sum = loss_sum + xp.sum(losses)
         correct_sum, compared = correct_sum + correct, compared + n
-    assert losses is not None  # noqa: S101 - at least one batch
+    assert losses is not None
     return loss_sum / X.shape[0], xp.astype(correct_sum, losses.dtype) / compared
