@@ -34,6 +34,7 @@ def main() -> None:
 
     import portable_nn as pnn
     from portable_nn.backends import get_backend
+    from portable_nn.training.loop import prepared_targets
 
     from .__main__ import make_model
 
@@ -46,7 +47,8 @@ def main() -> None:
     y = b.asarray(rng.integers(0, 10, n).astype(np.int64))
     m = make_model(sizes)
     m.train(X, y, epochs=1, verbose=False)
-    y_loss = m._loss_targets(xp, y)
+    plan = m.plan
+    y_loss, _ = prepared_targets(plan, xp, y)
     rows: list[tuple[str, float]] = []
 
     def phase_forward() -> Any:
@@ -57,9 +59,10 @@ def main() -> None:
 
     logits = phase_forward()
     rows.append(("forward (3 Dense + 2 ReLU)", timed(phase_forward, sync)))
-    rows.append(("fused softmax-CE forward_backward", timed(lambda: m._fused.forward_backward(logits, y_loss), sync)))
-    _, d = m._fused.forward_backward(logits, y_loss)
-    rows.append(("backward (all layers)", timed(lambda: m._backward(d), sync)))
+    fused = plan.fused
+    rows.append(("fused softmax-CE forward_backward", timed(lambda: fused.forward_backward(logits, y_loss), sync)))
+    _, d = fused.forward_backward(logits, y_loss)
+    rows.append(("backward (all layers)", timed(lambda: plan.network.backward(d, upto=plan.body), sync)))
     opt = m.optimizer
 
     def step_opt() -> None:

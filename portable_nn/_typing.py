@@ -14,7 +14,8 @@ from typing import TYPE_CHECKING, Any, Protocol, TypeAlias, runtime_checkable
 if TYPE_CHECKING:
     from .parameter import Parameter
 
-__all__ = ["Array", "Namespace", "Device", "DType", "LayerLike", "LossLike", "OptimizerLike", "AccuracyLike"]
+__all__ = ["AccuracyLike", "Array", "DType", "Device", "HasParameters", "LayerLike", "LossLike", "Namespace",
+           "OptimizerLike"]
 
 Array: TypeAlias = Any
 """An array of any array-API library (NumPy, CuPy, PyTorch, JAX, Dask, array-api-strict)."""
@@ -32,6 +33,12 @@ class LayerLike(Protocol):
 
     def forward(self, x: Array) -> Array: ...
     def backward(self, dvalue: Array) -> Array: ...
+
+
+@runtime_checkable
+class HasParameters(Protocol):
+    """A layer with trainable parameters (``Parameter`` objects, in a fixed order)."""
+
     def parameters(self) -> list[Parameter]: ...
 
 

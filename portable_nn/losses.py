@@ -92,6 +92,14 @@ class Loss:
     def get_config(self) -> dict[str, Any]:
         return {}
 
+    def forward_backward(self, y_pred: Array, y_true: Array) -> tuple[Array, Array]:
+        """The training step's loss work: ``(sum of per-sample losses, dL/dy_pred)``.
+
+        A fused loss overrides it (it then works on logits and stores the probabilities in ``.output``).
+        """
+        xp = _xp.namespace(y_pred)
+        return xp.sum(self.forward(y_pred, y_true)), self.backward(y_pred, y_true)
+
     def forward(self, y_pred: Any, y_true: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
 

@@ -13,7 +13,7 @@ from collections.abc import Callable
 from typing import Any
 
 from . import _xp, io
-from ._typing import Array
+from ._typing import Array, LayerLike
 from .accuracy import Accuracy
 from .losses import Loss, fused_loss
 from .network import Network, is_layer
@@ -42,7 +42,7 @@ class Model:
         return f"Model([{layers}], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
     # -- building -----------------------------------------------------------
-    def add(self, layer: Any) -> Model:
+    def add(self, layer: LayerLike) -> Model:
         if not is_layer(layer):
             raise TypeError(f"Model.add: expected a layer with forward/backward, got {type(layer).__name__}")
         self.layers.append(layer)
@@ -150,7 +150,10 @@ class Model:
         return loss, acc
 
     def predict(self, X: Array, *, batch_size: int | None = None) -> Array:
-        """The model's output for ``X``, an array of X's library and device (lazy on Dask)."""
+        """The model's output for ``X``, an array of X's library and device (lazy on Dask).
+
+        Writes no layer state (after the first call has placed the parameters).
+        """
         if not self.layers:
             raise RuntimeError("Model.predict: the model has no layers")
         batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
@@ -158,7 +161,7 @@ class Model:
         _xp.check_floating(xp, X, "Model.predict: X")
         network = Network(self.layers) if self.plan is None else self.network
         network.place(X)
-        outputs = [network.forward(X[s, ...], training=False) for s in batches(int(X.shape[0]), batch_size)]
+        outputs = [network.infer(X[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
         return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 
     # -- parameters and files -----------------------------------------------

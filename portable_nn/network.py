@@ -8,6 +8,7 @@ layer and the fused loss works on the logits.
 
 from __future__ import annotations
 
+import copy
 import importlib
 from typing import Any
 
@@ -76,6 +77,17 @@ class Network:
         """The output of ``layers[:upto]`` (all layers by default)."""
         for layer in self.layers[:upto]:
             x = layer.forward(x, training) if getattr(layer, "has_training_mode", False) else layer.forward(x)
+        return x
+
+    def infer(self, x: Array) -> Array:
+        """Inference that writes nothing to the layers (safe from several threads once placed).
+
+        Each layer runs as a shallow copy: it shares the parameters, and the
+        inputs and outputs that ``forward`` keeps for ``backward`` land on the copy.
+        """
+        for layer in self.layers:
+            step = copy.copy(layer)
+            x = step.forward(x, False) if getattr(layer, "has_training_mode", False) else step.forward(x)
         return x
 
     def backward(self, dvalue: Array, upto: int | None = None) -> None:

@@ -124,30 +124,27 @@ class Parameter:
 # Declared once per class (``weight = value_of("weight")``): explicit attributes,
 # no attribute names composed from strings at run time.
 
-class value_of:
+class _field:
+    """``layer.<attribute>`` is an attribute of ``layer.params[name]``."""
+
+    def __init__(self, name: str, attribute: str) -> None:
+        self.name, self.attribute = name, attribute
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        return self if layer is None else getattr(layer.params[self.name], self.attribute)
+
+    def __set__(self, layer: Any, value: Array) -> None:
+        setattr(layer.params[self.name], self.attribute, value)
+
+
+def value_of(name: str) -> Any:
     """``layer.<name>`` is ``layer.params[name].value``; assignment casts to the layer's dtype."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, layer: Any, owner: type | None = None) -> Any:
-        return self if layer is None else layer.params[self.name].value
-
-    def __set__(self, layer: Any, value: Array) -> None:
-        layer.params[self.name].value = value
+    return _field(name, "value")
 
 
-class grad_of:
+def grad_of(name: str) -> Any:
     """``layer.d<name>`` is ``layer.params[name].grad``."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-
-    def __get__(self, layer: Any, owner: type | None = None) -> Any:
-        return self if layer is None else layer.params[self.name].grad
-
-    def __set__(self, layer: Any, value: Array) -> None:
-        layer.params[self.name].grad = value
+    return _field(name, "grad")
 
 
 class state_of:

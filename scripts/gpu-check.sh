@@ -28,7 +28,7 @@ report="$OUT/gpu-report.md"
   "$PY" - <<'PYEOF'
 import importlib, sys
 print("python:", sys.version.split()[0])
-for m in ("numpy", "cupy", "torch", "jax", "array_api_compat", "array_api_strict", "hypothesis", "pytest"):
+for m in ("numpy", "cupy", "torch", "jax", "array_api_compat", "array_api_extra", "array_api_strict", "hypothesis", "pytest"):
     try:
         print(f"{m}: {importlib.import_module(m).__version__}")
     except Exception as exc:

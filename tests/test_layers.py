@@ -168,3 +168,27 @@ def test_dropout_same_seed_same_mask(backend):
 def test_dropout_rejects_bad_rate(rate):
     with pytest.raises(ValueError, match="Dropout: rate must be in"):
         pnn.Dropout(rate)
+
+
+def test_assigned_arrays_take_the_layers_dtype_on_every_backend(backend, xp):
+    """One dtype rule everywhere: the layer's dtype wins, for parameters, optimizer state and inputs."""
+    layer = pnn.Dense(2, 3, dtype="float32")
+    layer.weight = backend.asarray(np.ones((2, 3)))  # float64
+    layer.bias = backend.asarray(np.zeros((1, 3)))
+    layer.weight_momentum = backend.asarray(np.zeros((2, 3)))
+    assert layer.weight.dtype == xp.float32 and layer.bias.dtype == xp.float32
+    assert layer.weight_momentum.dtype == xp.float32
+    out = layer.forward(backend.asarray(np.ones((4, 2))))  # a float64 input is cast too
+    assert out.dtype == xp.float32
+    backend.assert_close(out, np.full((4, 3), 2.0, dtype=np.float32))
+    with pytest.raises(TypeError, match="weight: expected a float32/float64 array, got dtype"):
+        layer.weight = backend.asarray(np.ones((2, 3), dtype=np.int32))
+
+
+def test_gradcheck_checks_a_float64_copy_of_a_float32_layer(backend):
+    """gradcheck never blames a correct float32 layer, and leaves the layer itself alone."""
+    layer = pnn.Dense(4, 3, seed=0)  # float32, the default
+    x = backend.asarray(RNG.standard_normal((5, 4)))
+    result = gradcheck(layer, x)
+    assert result.ok and result.max_error < 1e-6
+    assert layer.dtype == "float32" and layer.dweight is None and layer.params["weight"].dtype == "float32"

@@ -331,3 +331,15 @@ def test_huge_but_finite_data_is_accepted(backend):
         X[7, 1] = np.inf
         with pytest.raises(ValueError, match="X contains NaN or infinite values"):
             check_data("train", backend.asarray(X), backend.asarray(y), n_outputs=3, target_kind="classes")
+
+
+def test_predict_writes_no_layer_state(backend):
+    """predict runs each layer as a shallow copy: the model's layers keep what training left."""
+    X, y = spiral_data(10, 3, seed=16)
+    m = spiral_model(dropout=0.1)
+    Xb = backend.asarray(X)
+    m.train(Xb, backend.asarray(y), epochs=1, verbose=False)
+    kept = [(layer.input, layer.output) for layer in m.layers]
+    out = m.predict(backend.asarray(X[:4]))
+    assert all(layer.input is i and layer.output is o for layer, (i, o) in zip(m.layers, kept, strict=True))
+    assert tuple(out.shape) == (4, 3)

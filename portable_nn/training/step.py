@@ -15,15 +15,16 @@ wrapper can take it as it is, without reaching into layers.
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+from array_api_compat import size
+
 from .. import _xp, kernels
 from .._typing import Array
 from ..accuracy import Accuracy
-from ..losses import Loss, SoftmaxCategoricalCrossentropy
+from ..losses import Loss
 from ..network import Network
 from ..optimizers import Optimizer
 
@@ -72,17 +73,10 @@ def losses_and_output(plan: Plan, x: Array, y_loss: Array, training: bool) -> tu
 
 def loss_sum_and_grad(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array, Array]:
     """Training: the summed loss, the output and dL/d(output) -- dL/d(logits) when fused."""
-    if isinstance(plan.fused, SoftmaxCategoricalCrossentropy):  # the one pairing with a one-pass loss sum
-        loss_sum, dvalue = plan.fused.forward_backward(plan.network.forward(x, True, upto=plan.body), y_loss)
-        return loss_sum, _fused_output(plan), dvalue
-    if plan.fused is not None:
-        logits = plan.network.forward(x, True, upto=plan.body)
-        loss_sum = _xp.namespace(logits).sum(plan.fused.forward(logits, y_loss))
-        output = _fused_output(plan)
-        return loss_sum, output, plan.fused.backward(output, y_loss)
-    output = plan.network.forward(x, True)
-    loss_sum = _xp.namespace(output).sum(plan.loss.forward(output, y_loss))
-    return loss_sum, output, plan.loss.backward(output, y_loss)
+    loss = plan.fused if plan.fused is not None else plan.loss
+    inputs = plan.network.forward(x, True, upto=plan.body)
+    loss_sum, dvalue = loss.forward_backward(inputs, y_loss)
+    return loss_sum, _fused_output(plan) if plan.fused is not None else inputs, dvalue
 
 
 def _fused_output(plan: Plan) -> Array:
@@ -95,7 +89,7 @@ def _fused_output(plan: Plan) -> Array:
 def count_correct(plan: Plan, output: Array, y_acc: Array) -> tuple[Array, int]:
     """The number of correct predictions (a 0-d integer array) and how many were compared."""
     correct = plan.accuracy.compare(plan.last.predictions(output), y_acc)
-    return _xp.namespace(correct).count_nonzero(correct), math.prod(correct.shape)
+    return _xp.namespace(correct).count_nonzero(correct), int(size(correct) or 0)
 
 
 def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
