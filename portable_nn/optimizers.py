@@ -94,12 +94,16 @@ class Optimizer:
         ``ok``: an optional 0-d device bool; the CuPy kernels skip the update
         where it is False (a non-finite loss) without a host sync.
         """
-        kernels.update(self, [p for layer in layers for p in layer.parameters()], ok)
+        self.update_parameters([p for layer in layers for p in layer.parameters()], ok)
 
-    def flat_buffer(self, params: list[Parameter]) -> FlatParameters:
-        """The flat buffer of ``params`` for the kernels, rebuilt when a parameter was reassigned."""
+    def update_parameters(self, params: list[Parameter], ok: Array | None = None) -> None:
+        """``update_all`` over a list of parameters (the training step keeps the list)."""
+        kernels.update(self, params, ok)
+
+    def flat_buffer(self, params: list[Parameter]) -> FlatParameters | None:
+        """The flat buffer of ``params`` for the kernels (rebuilt when a parameter was reassigned), or None."""
         if self._flat is None or not self._flat.serves(params, self.state_names):
-            self._flat = FlatParameters(params, self.state_names)
+            self._flat = FlatParameters(params, self.state_names) if FlatParameters.fits(params) else None
         return self._flat
 
     def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:

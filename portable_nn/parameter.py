@@ -205,20 +205,33 @@ class FlatParameters:
         self.grad = xp.empty_like(self.param)
         self.scratch = xp.empty_like(self.param)
         self.valid = True
+        self.grad_views = []
         for p, off, size, shape in zip(params, offsets, sizes, shapes, strict=True):
             p.detach()
             p._value = xp.reshape(self.param[off:off + size], shape)
             for key, buf in zip(state_names, self.state, strict=True):
                 p.state[key] = xp.reshape(buf[off:off + size], shape)
             p.owner = self
-        self.grad_views = [self.grad[off:off + size] for off, size in zip(offsets, sizes, strict=True)]
+            self.grad_views.append(xp.reshape(self.grad[off:off + size], shape))
+
+    @staticmethod
+    def fits(params: list[Parameter]) -> bool:
+        """Whether the values are arrays of one type, dtype and device (one buffer can hold them)."""
+        first = params[0].value
+        return all(type(p.value) is type(first) and p.value.dtype == first.dtype
+                   and _xp.same_device(p.value, first) for p in params)
 
     def serves(self, params: list[Parameter], state_names: tuple[str, ...]) -> bool:
         """Still valid, and built for these parameters and this optimizer's state."""
         return (self.valid and state_names == self.state_names and len(params) == len(self.params)
                 and all(a is b for a, b in zip(params, self.params, strict=True)))
 
-    def gather_grads(self) -> None:
-        """Copy the parameters' gradients into the flat gradient buffer (the optimizer's own copy)."""
+    def gather_grads(self) -> bool:
+        """Copy the gradients into the flat gradient buffer; False if one is not an array of the buffer's kind."""
+        kind = type(self.grad)
         for p, out in zip(self.params, self.grad_views, strict=True):
-            out[...] = _xp.namespace(p.grad).reshape(p.grad, (-1,))
+            grad = p.grad
+            if type(grad) is not kind or grad.dtype != out.dtype or grad.shape != out.shape:
+                return False
+            out[...] = grad
+        return True

@@ -82,23 +82,14 @@ def update(optimizer: Optimizer, params: list[Parameter], ok: Array | None = Non
     kernels leave the parameters unchanged where it is False, without a host
     sync.  The portable path ignores it (the guard restores a snapshot).
     """
-    if not params:
+    kernels = optimizer_kernels(params[0].value) if params else None
+    flat = optimizer.flat_buffer(params) if kernels is not None else None
+    if kernels is None or flat is None or not flat.gather_grads():
+        for p in params:
+            optimizer.update_parameter(p)
         return
-    first = params[0]
-    kernels = optimizer_kernels(first.value)
-    if kernels is not None and all(
-        type(p.value) is type(first.value) and p.value.dtype == first.value.dtype
-        and type(p.grad) is type(first.value) and p.grad.dtype == first.value.dtype
-        and _xp.same_device(p.value, first.value) and _xp.same_device(p.grad, first.value)
-        for p in params
-    ):
-        flat = optimizer.flat_buffer(params)
-        flat.gather_grads()
-        lr, t = optimizer.current_learning_rate, optimizer.iterations + 1
-        kernels.apply(optimizer.kernel, flat, optimizer.kernel_args(lr, t), ok)
-        return
-    for p in params:
-        optimizer.update_parameter(p)
+    lr, t = optimizer.current_learning_rate, optimizer.iterations + 1
+    kernels.apply(optimizer.kernel, flat, optimizer.kernel_args(lr, t), ok)
 
 
 def relu_backward(x: Array, dvalue: Array) -> Array:

@@ -41,6 +41,11 @@ class Plan:
     optimizer: Optimizer | None
     fused: Loss | None = None
 
+    def __post_init__(self) -> None:
+        # fixed from finalize() on (add() makes a new plan): not rebuilt every step
+        self.trainable = self.network.trainable
+        self.parameters = self.network.parameters()
+
     @property
     def body(self) -> int | None:
         """How far the network runs before the loss: all layers, or all but the fused last one."""
@@ -107,7 +112,7 @@ def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
     correct, compared = count_correct(plan, output, y_acc)
     plan.network.backward(dvalue, upto=plan.body)
     optimizer.pre_update_params()
-    optimizer.update_all(plan.network.trainable, ok)
+    optimizer.update_parameters(plan.parameters, ok)
     optimizer.post_update_params()
     if _xp.is_lazy(x):
         plan.network.persist()
