@@ -86,6 +86,8 @@ def is_lazy(x: Array) -> bool:
 
 def cheap_sync(x: Array) -> bool:
     """Whether reading a value of ``x`` back is free: eager host arrays (NumPy, array-api-strict, PyTorch CPU)."""
+    if array_api_compat.is_lazy_array(x):  # Dask, JAX: a read-back computes or waits
+        return False
     if is_numpy_array(x) or array_api_compat.is_array_api_strict_namespace(namespace(x)):
         return True
     return array_api_compat.is_torch_array(x) and x.device.type == "cpu"

@@ -123,10 +123,11 @@ def test_relu_backward_fast_path_equals_reference(backend):
     x = backend.asarray(away_from_zero((7, 5)))
     d = backend.asarray(RNG.standard_normal((7, 5)))
     results = []
+    before = pnn.fast_paths_enabled()
     for enabled in (True, False):
         with pnn.fast_paths(enabled):
             layer = pnn.ReLU()
             layer.forward(x)
             results.append(backend.to_numpy(layer.backward(d)))
-    assert pnn.fast_paths_enabled()  # the scope restored the switch
+    assert pnn.fast_paths_enabled() == before  # the scope restored the switch
     np.testing.assert_array_equal(results[0], results[1])

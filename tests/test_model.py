@@ -43,7 +43,8 @@ def test_spiral_float32_fast_and_reference_paths_agree():
     """The NumPy kernels compute the reference formulas in the same order: 200 float32 Adam steps agree."""
     X, y = spiral_data(100, 3, seed=0)
     fast, ref = spiral_model(), spiral_model()
-    fast.train(X, y, epochs=200, verbose=False)
+    with pnn.fast_paths(True):  # also when PORTABLE_NN_FAST_PATHS=0 switched them off for the run
+        fast.train(X, y, epochs=200, verbose=False)
     with pnn.fast_paths(False):
         ref.train(X, y, epochs=200, verbose=False)
     assert ref.optimizer._flat is None and fast.optimizer._flat is not None
