@@ -203,7 +203,7 @@ class FlatParameters:
                      else xp.reshape(p.state[key], (-1,)) for p, size in zip(params, sizes, strict=True)]
             self.state.append(xp.concat(parts))
         self.grad = xp.empty_like(self.param)
-        self.scratch = xp.empty_like(self.param)
+        self.work: dict[str, Array] = {}  # the kernels' own work buffers (NumPy: one chunk-sized scratch)
         self.valid = True
         self.grad_views = []
         for p, off, size, shape in zip(params, offsets, sizes, shapes, strict=True):

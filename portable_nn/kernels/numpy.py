@@ -81,7 +81,11 @@ RULES: dict[str, Callable[..., None]] = {
 def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | None = None) -> None:
     """Run rule ``kernel`` chunk by chunk over the flat buffers (``ok`` is for device backends only)."""
     rule = RULES[kernel]
-    arrays = (flat.param, flat.grad, flat.scratch, *flat.state)
     n = flat.param.shape[0]
+    scratch = flat.work.get("numpy")
+    if scratch is None:  # one chunk of scratch, not a parameter-sized buffer
+        scratch = flat.work["numpy"] = np.empty(min(n, CHUNK), dtype=flat.param.dtype)
     for start in range(0, n, CHUNK):
-        rule(*(a[start:start + CHUNK] for a in arrays), **args)
+        stop = min(start + CHUNK, n)
+        rule(flat.param[start:stop], flat.grad[start:stop], scratch[:stop - start],
+             *(s[start:stop] for s in flat.state), **args)
