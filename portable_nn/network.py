@@ -1,9 +1,7 @@
 """``Network``: the layer stack -- forward, backward, parameters, placement.
 
-The model composes one; the training step runs through it.  It knows the
-declared Softmax + cross-entropy pairing (``losses.fused_loss``): when the
-last layer and the loss fuse, the step runs the body without the last
-layer and the fused loss works on the logits.
+The model composes one; the training step runs through it (``upto=-1``
+stops before a last layer that the loss fuses with, see ``losses.fused_loss``).
 """
 
 from __future__ import annotations

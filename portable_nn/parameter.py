@@ -45,6 +45,17 @@ class Parameter:
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={tuple(self._value.shape)}, dtype={self.dtype})"
 
+    def __getstate__(self) -> dict[str, Any]:
+        # A copy (pickle, deepcopy) keeps the arrays but not the flat buffer: a
+        # copied view is a separate array, so the copy must not be updated through it.
+        state = {name: getattr(self, name) for name in self.__slots__}
+        state["owner"] = None
+        return state
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        for name, value in state.items():
+            setattr(self, name, value)
+
     @property
     def value(self) -> Array:
         return self._value

@@ -235,3 +235,23 @@ def test_float32_kernels_agree_with_the_reference_for_200_steps(backend, name, c
     fast, ref = runs
     backend.assert_close(fast.weight, backend.to_numpy(ref.weight), rtol=1e-5, atol=1e-6)
     backend.assert_close(fast.bias, backend.to_numpy(ref.bias), rtol=1e-5, atol=1e-6)
+
+
+def test_a_copied_or_pickled_model_keeps_training():
+    """Copies hold their own arrays, not views into the original's flat buffer: the copy's updates land."""
+    import copy
+    import pickle
+
+    from portable_nn.datasets import spiral_data
+
+    X, y = spiral_data(20, 3, seed=0)
+    m = pnn.Model().add(pnn.Dense(2, 8, seed=0)).add(pnn.ReLU()).add(pnn.Dense(8, 3, seed=1)).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(learning_rate=0.01)).finalize()
+    with pnn.fast_paths(True):
+        m.train(X, y, epochs=2, verbose=False)
+        for clone in (copy.deepcopy(m), pickle.loads(pickle.dumps(m))):
+            before = clone.layers[0].weight.copy()
+            clone.train(X, y, epochs=2, verbose=False)
+            assert not np.array_equal(clone.layers[0].weight, before)
+            assert clone.optimizer.iterations == 4
+            np.testing.assert_array_equal(clone.layers[0].weight, clone.network.parameters()[0].value)

@@ -5,9 +5,8 @@ They name the call and the argument, the expected and the actual value.
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
-
-import numpy as np
 
 from .. import _xp
 from .._typing import Array, Namespace
@@ -19,7 +18,7 @@ def positive_int(owner: str, name: str, value: Any, allow_none: bool = False) ->
     """``value`` as an int >= 1 (or None when allowed); ``ValueError`` naming it otherwise."""
     if value is None and allow_none:
         return None
-    if isinstance(value, bool) or not isinstance(value, (int, np.integer)) or value < 1:
+    if isinstance(value, bool) or not isinstance(value, numbers.Integral) or value < 1:
         raise ValueError(f"{owner}: {name} must be a positive integer, got {value!r}")
     return int(value)
 
