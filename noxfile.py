@@ -88,8 +88,11 @@ def bench(session: nox.Session) -> None:
 
 @nox.session
 def lint(session: nox.Session) -> None:
-    """ruff (a broad rule set, see pyproject.toml) on everything, mypy --strict on the package, no import cycle."""
+    """ruff (a broad rule set) on everything, mypy --strict on the package, no import cycle, a complete wheel."""
     session.install("-e", ".", "ruff==0.17.6", "mypy==2.4.1")  # pinned: a new release may add rules
     session.run("ruff", "check", ".")
     session.run("mypy")
     session.run("python", "scripts/import_cycles.py")
+    dist = f"{session.create_tmp()}/dist"  # the wheel a user installs must hold every subpackage
+    session.run("uv", "build", "--wheel", "--out-dir", dist, external=True)
+    session.run("python", "scripts/check_wheel.py", dist)
