@@ -23,6 +23,9 @@ class Accuracy:
         """Targets in the form ``compare`` wants, once per call (default: as given)."""
         return y
 
+    def to(self, like: Array) -> None:
+        """Move any array the accuracy keeps to ``like``'s library and device (``Model.to``)."""
+
     def init(self, y: Any, reinit: bool = False) -> None:
         """Learn what the comparison needs from the targets (regression: a precision)."""
 
@@ -86,6 +89,10 @@ class RegressionAccuracy(Accuracy):
         if self.precision is None or reinit:
             xp = _xp.namespace(y)
             self.precision = xp.std(y) / 250
+
+    def to(self, like: Array) -> None:
+        if self.precision is not None:
+            self.precision = _xp.move(self.precision, _xp.namespace(like), _xp.array_device(like))
 
     def compare(self, predictions: Any, y: Any) -> Any:
         xp = _xp.namespace(predictions)

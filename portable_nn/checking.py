@@ -99,11 +99,8 @@ def gradcheck(
     if x.dtype != xp.float64:
         raise ValueError(f"gradcheck: use float64 inputs for finite differences, got {x.dtype}")
     name = type(obj).__name__
+    obj = _checked_copy(obj)
     parameters = list(obj.parameters()) if hasattr(obj, "parameters") else []
-    if any(p.dtype != "float64" for p in parameters):
-        obj = copy.deepcopy(obj)  # check a float64 copy: float32 rounding is not a wrong gradient
-        obj.to_dtype("float64")
-        parameters = list(obj.parameters())
     dev = _xp.array_device(x)
     rng = np.random.default_rng(seed)
     result = GradcheckResult(name)
@@ -136,6 +133,28 @@ def gradcheck(
     if raise_on_failure and not result.ok:
         raise AssertionError(f"gradcheck failed: {result}")
     return result
+
+
+def _checked_copy(obj: Any) -> Any:
+    """What ``gradcheck`` runs: a copy sharing nothing the check writes, in float64, computing dL/dX.
+
+    The caller's layer keeps its gradients, cached inputs, random stream and
+    dtype; a float32 layer is checked as float64 (rounding is not a wrong
+    gradient); a model's first layer, which skips dL/dX, computes it here.
+    """
+    checked = copy.copy(obj)
+    params = getattr(obj, "params", None)
+    if isinstance(params, dict) and params:
+        checked.params = {key: copy.copy(p) for key, p in params.items()}
+        if any(p.dtype != "float64" for p in checked.params.values()):
+            if hasattr(checked, "to_dtype"):
+                checked.to_dtype("float64")
+            else:
+                for p in checked.params.values():
+                    p.to_dtype("float64")
+    if hasattr(checked, "need_dinput"):
+        checked.need_dinput = True
+    return checked
 
 
 def _layer_gradients(obj: Any, parameters: list[Any], x: Array, run_forward: Callable[[Array], Array],

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import math
+import os
 import sys
 import time
 from collections.abc import Sequence
@@ -28,6 +29,7 @@ from .layers import Dense
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, MeanSquaredError
 from .model import Model
 from .optimizers import Adam
+from .plotting import plot
 
 __all__ = ["main"]
 
@@ -124,11 +126,14 @@ def cmd_train(args: Any) -> int:
     n_classes = int(y.max()) + 1 if y.ndim == 1 else y.shape[1]
     model = build_model(args.dataset, X.shape[1], n_classes, args)
     cfg = DEFAULTS[args.dataset]
-    epochs = args.epochs or cfg["epochs"]
+    for option, path in (("--save", args.save), ("--plot", args.plot)):  # fail before training, not after
+        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+            raise OSError(f"{option} {path}: the folder does not exist")
+    epochs = args.epochs if args.epochs is not None else cfg["epochs"]
     batch_size = args.batch_size if args.batch_size is not None else cfg["batch_size"]
     batch_size = batch_size or None
     steps = epochs * (math.ceil(X.shape[0] / batch_size) if batch_size else 1)
-    print_every = args.print_every or max(1, steps // 100)
+    print_every = args.print_every if args.print_every is not None else max(1, steps // 100)
     Xb, yb = backend.asarray(X), backend.asarray(y)
     progress = Progress(steps, args.quiet)
     start = time.perf_counter()
@@ -152,50 +157,6 @@ def cmd_train(args: Any) -> int:
     return 0
 
 
-def plot(model: Model, history: Any, X: np.ndarray, y: np.ndarray, dataset: str, path: str) -> None:
-    """Decision boundary (2-D data) or fit (sine), and the loss/accuracy curves, to a PNG."""
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError:
-        raise ImportError("--plot needs matplotlib: pip install 'portable_nn[plot]'") from None
-    model.to(like=X)  # plotting happens on the host
-    fig, (ax0, ax1) = plt.subplots(1, 2, figsize=(11, 4.5))
-    if X.shape[1] == 2:
-        pad = 0.1
-        xs = np.linspace(X[:, 0].min() - pad, X[:, 0].max() + pad, 300, dtype=np.float32)
-        ys = np.linspace(X[:, 1].min() - pad, X[:, 1].max() + pad, 300, dtype=np.float32)
-        gx, gy = np.meshgrid(xs, ys)
-        grid = np.c_[gx.ravel(), gy.ravel()].astype(np.float32)
-        out = np.asarray(model.predict(grid, batch_size=20000))
-        classes = (out[:, 0] > 0.5).astype(int) if out.shape[1] == 1 else out.argmax(axis=1)
-        ax0.contourf(gx, gy, classes.reshape(gx.shape), alpha=0.3, cmap="brg")
-        ax0.scatter(X[:, 0], X[:, 1], c=y.ravel(), s=8, cmap="brg", edgecolors="k", linewidths=0.2)
-        ax0.set_title(f"{dataset}: decision boundary")
-    elif dataset == "sine":
-        ax0.plot(X[:, 0], y[:, 0], label="sin(2πx)")
-        ax0.plot(X[:, 0], np.asarray(model.predict(X))[:, 0], "--", label="model")
-        ax0.legend()
-        ax0.set_title("sine: fit")
-    else:
-        ax0.axis("off")
-        ax0.text(0.5, 0.5, f"{dataset}: {X.shape[1]} features", ha="center")
-    ax1.plot(history.epoch, history.loss, label="loss")
-    ax1.set_xlabel("epoch")
-    ax1.set_ylabel("loss")
-    ax2 = ax1.twinx()
-    ax2.plot(history.epoch, history.accuracy, color="tab:orange", label="accuracy")
-    ax2.set_ylabel("accuracy")
-    lines = ax1.get_lines() + ax2.get_lines()
-    ax1.legend(lines, [line.get_label() for line in lines], loc="center right")
-    ax1.set_title("training")
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
 def cmd_evaluate(args: Any) -> int:
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
@@ -213,6 +174,8 @@ def cmd_predict(args: Any) -> int:
     else:
         X = np.loadtxt(args.input, delimiter=",", ndmin=2)
     X = np.asarray(X, dtype=np.float32)
+    if not np.all(np.isfinite(X)):
+        raise ValueError(f"{args.input}: the input contains NaN or infinite values")
     from ._xp import to_numpy
 
     out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size))

@@ -68,7 +68,10 @@ def _write(path: Any, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
     payload.update(arrays)
     path = os.fspath(path)
     folder = os.path.dirname(os.path.abspath(path))
-    fd, tmp = tempfile.mkstemp(prefix=".portable_nn-", suffix=".tmp", dir=folder)
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=".portable_nn-", suffix=".tmp", dir=folder)
+    except OSError as exc:  # name the user's path, not the temporary one
+        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
     try:
         with os.fdopen(fd, "wb") as f:
             np.savez(f, **payload)
@@ -132,8 +135,14 @@ def assign_parameters(trainable: list[Any], parameters: list[Any], owner: str) -
             if tuple(value.shape) != tuple(p.value.shape):
                 raise ValueError(f"{owner}: layer {i} {p.name} must have shape {tuple(p.value.shape)}, "
                                  f"got {tuple(value.shape)}")
+            if not _xp.array_api_compat.is_array_api_obj(value) or not _xp.namespace(value).isdtype(
+                    value.dtype, "real floating"):
+                raise TypeError(f"{owner}: layer {i} {p.name} must be a float32/float64 array, "
+                                f"got {getattr(value, 'dtype', type(value).__name__)}")
             current = p.value
-            p.value = _xp.move(value, _xp.namespace(current), _xp.array_device(current), current.dtype)
+            xp = _xp.namespace(current)
+            # a copy: the model owns its arrays (another model's, or the caller's, are never shared)
+            p.value = xp.asarray(_xp.move(value, xp, _xp.array_device(current), current.dtype), copy=True)
 
 
 def assign_arrays(trainable: list[Any], arrays: dict[str, np.ndarray], path: Any, with_state: bool) -> None:

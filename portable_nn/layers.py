@@ -13,6 +13,7 @@ Every subclass is registered by name (``Layer.registry``): model files,
 
 from __future__ import annotations
 
+import numbers
 from typing import Any, ClassVar
 
 import numpy as np
@@ -79,6 +80,15 @@ class Layer:
         return f"{type(self).__name__}({args})"
 
 
+def _check_seed(owner: str, seed: Any) -> int | None:
+    """``seed`` as a Python int (saved as JSON), or None."""
+    if seed is None:
+        return None
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
+        raise ValueError(f"{owner}: seed must be an integer or None, got {seed!r}")
+    return int(seed)
+
+
 def _check_factor(name: str, value: float) -> float:
     value = float(value)
     if not np.isfinite(value) or value < 0:
@@ -121,10 +131,10 @@ class Dense(Layer):
                 raise ValueError(f"Dense: {name} must be a positive integer, got {size!r}")
         self.n_inputs, self.n_neurons = int(n_inputs), int(n_neurons)
         self.weight_scale = _check_factor("Dense: weight_scale", weight_scale)
-        self.seed = seed
+        self.seed = _check_seed("Dense", seed)
         self.dtype = _xp.dtype_name(dtype)
         # Host draw in float64, then cast: the same seed gives the same bits everywhere.
-        rng = np.random.default_rng(seed)
+        rng = np.random.default_rng(self.seed)
         standard = rng.standard_normal((self.n_inputs, self.n_neurons))
         self.params = {
             "weight": Parameter("weight", (self.weight_scale * standard).astype(self.dtype), self.dtype,
@@ -238,8 +248,8 @@ class Dropout(Layer):
         if not (0.0 <= rate < 1.0):
             raise ValueError(f"Dropout: rate must be in [0, 1), got {rate!r}")
         self.rate = rate
-        self.seed = seed
-        self.generator = Generator(seed)
+        self.seed = _check_seed("Dropout", seed)
+        self.generator = Generator(self.seed)
         self.mask: Array = None
 
     def get_config(self) -> dict[str, Any]:

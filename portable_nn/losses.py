@@ -65,6 +65,7 @@ class Loss:
         """
         if n_outputs is None or dtype is None or _xp.is_lazy(y):
             return y
+        dtype = _xp.float_dtype(xp, dtype)
         if self.target_kind == "classes" and y.ndim == 1:
             return _xp.one_hot(xp, y, n_outputs, dtype)
         if y.ndim == 1 and n_outputs == 1:

@@ -91,6 +91,8 @@ class Model:
         explicit way to move a trained model (e.g. from CuPy to NumPy).
         """
         Network(self.layers).to(like)
+        if self.accuracy is not None:
+            self.accuracy.to(like)
         return self
 
     def forward(self, x: Array, training: bool = False) -> Array:
@@ -135,7 +137,8 @@ class Model:
                    validation_data=validation_data, shuffle=shuffle, seed=seed, verbose=verbose, callback=callback)
 
     def _check(self, what: str, X: Any, y: Any) -> None:
-        check_data(what, X, y, n_outputs=self.network.n_outputs(), target_kind=self.loss.target_kind)  # type: ignore[union-attr]
+        check_data(what, X, y, n_inputs=self.network.n_inputs(), n_outputs=self.network.n_outputs(),
+                   target_kind=self.loss.target_kind)  # type: ignore[union-attr]
 
     def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None) -> tuple[float, float]:
         """Mean data loss and accuracy on ``(X, y)``, as host floats."""
@@ -166,8 +169,9 @@ class Model:
 
     # -- parameters and files -----------------------------------------------
     def get_parameters(self) -> list[tuple[Array, ...]]:
-        """``[(weight, bias), ...]`` of the trainable layers, in order."""
-        return [tuple(p.value for p in layer.parameters()) for layer in Network(self.layers).trainable]
+        """``[(weight, bias), ...]`` of the trainable layers, in order: copies, which later training leaves alone."""
+        return [tuple(_xp.namespace(p.value).asarray(p.value, copy=True) for p in layer.parameters())
+                for layer in Network(self.layers).trainable]
 
     def set_parameters(self, parameters: Any) -> None:
         """Assign ``[(weight, bias), ...]``; arrays move to where the model lives, in its dtype."""

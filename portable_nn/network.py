@@ -42,10 +42,18 @@ class Network:
                 return int(width)
         return None
 
-    def dtype(self) -> Any:
-        """The dtype of the first parameter (what targets are cast to), or None."""
+    def dtype(self) -> str | None:
+        """The dtype name of the first parameter (what targets are cast to), or None."""
         params = self.parameters()
-        return params[0].value.dtype if params else None
+        return params[0].dtype if params else None
+
+    def n_inputs(self) -> int | None:
+        """The input width: ``n_inputs`` of the first layer that has one."""
+        for layer in self.layers:
+            width = getattr(layer, "n_inputs", None)
+            if width is not None:
+                return int(width)
+        return None
 
     def check_chain(self) -> None:
         """Each sized layer takes the previous one's width (``ValueError`` naming the layer)."""

@@ -16,6 +16,8 @@ floating dtype is cast to the layer's dtype; a non-floating array is a
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
+from types import MappingProxyType
 from typing import Any
 
 from . import _xp
@@ -31,16 +33,17 @@ class Parameter:
     ``l1*sum|w| + l2*sum(w**2)``, the gradient ``l1*sign(w) + 2*l2*w``.
     """
 
-    __slots__ = ("_value", "dtype", "grad", "l1", "l2", "name", "owner", "state")
+    __slots__ = ("_state", "_value", "dtype", "grad", "l1", "l2", "name", "owner")
 
     def __init__(self, name: str, value: Array, dtype: str, *, l1: float = 0.0, l2: float = 0.0) -> None:
         self.name = name
         self.dtype = _xp.dtype_name(dtype)
         self.l1, self.l2 = float(l1), float(l2)
         self.grad: Array = None
-        self.state: dict[str, Array] = {}
+        self._state: dict[str, Array] = {}
         self.owner: FlatParameters | None = None  # the flat buffer whose view ``value`` is, if any
-        self._value: Array = self._conform(value, name)
+        self._value: Array = None
+        self._value = self._conform(value, name)
 
     def __repr__(self) -> str:
         return f"Parameter({self.name!r}, shape={tuple(self._value.shape)}, dtype={self.dtype})"
@@ -49,7 +52,7 @@ class Parameter:
         # A copy (pickle, deepcopy) keeps the arrays but not the flat buffer: a
         # copied view is a separate array, so the copy must not be updated through it.
         state = {name: getattr(self, name) for name in self.__slots__}
-        state["owner"] = None
+        state["owner"], state["_state"] = None, dict(self._state)
         return state
 
     def __setstate__(self, state: dict[str, Any]) -> None:
@@ -65,12 +68,17 @@ class Parameter:
         self._value = self._conform(value, self.name)
         self.detach()
 
+    @property
+    def state(self) -> Mapping[str, Array]:
+        """The optimizer state by name (read-only: assign through ``set_state`` or ``layer.weight_momentum``)."""
+        return MappingProxyType(self._state)
+
     def set_state(self, key: str, value: Array) -> None:
         """Set (or, with ``None``, drop) one optimizer state array, cast to the parameter's dtype."""
         if value is None:
-            self.state.pop(key, None)
+            self._state.pop(key, None)
         else:
-            self.state[key] = self._conform(value, f"{self.name}_{key}")
+            self._state[key] = self._conform(value, f"{self.name}_{key}")
         self.detach()
 
     def detach(self) -> None:
@@ -80,8 +88,11 @@ class Parameter:
             self.owner = None
 
     def _conform(self, value: Array, what: str) -> Array:
+        """``value`` checked (an array of the parameter's shape) and cast to the parameter's dtype."""
         if not _xp.array_api_compat.is_array_api_obj(value):
             raise TypeError(f"{what}: expected an array, got {type(value).__name__}")
+        if self._value is not None and tuple(value.shape) != tuple(self._value.shape):
+            raise ValueError(f"{what}: expected an array of shape {tuple(self._value.shape)}, got {tuple(value.shape)}")
         xp = _xp.namespace(value)
         if value.dtype == _xp.float_dtype(xp, self.dtype):
             return value
@@ -92,7 +103,7 @@ class Parameter:
         """Cast the value and the state to ``dtype`` (``gradcheck`` checks a float64 copy)."""
         self.dtype = _xp.dtype_name(dtype)
         self.value = self._value
-        for key, value in list(self.state.items()):
+        for key, value in list(self._state.items()):
             self.set_state(key, value)
 
     def place(self, xp: Namespace, device: Any) -> None:
@@ -100,14 +111,14 @@ class Parameter:
         dtype = _xp.float_dtype(xp, self.dtype)
         if _xp.is_numpy_array(self._value):
             self.value = _xp.move(self._value, xp, device, dtype)
-        for key, value in list(self.state.items()):
+        for key, value in list(self._state.items()):
             if _xp.is_numpy_array(value):
                 self.set_state(key, _xp.move(value, xp, device, dtype))
 
     def move(self, xp: Namespace, device: Any) -> None:
         """Move value and state to ``xp`` on ``device``, whatever they are now."""
         self.value = _xp.move(self._value, xp, device)
-        for key, value in list(self.state.items()):
+        for key, value in list(self._state.items()):
             self.set_state(key, _xp.move(value, xp, device))
 
     def regularization_loss(self) -> Array | float:
@@ -221,7 +232,7 @@ class FlatParameters:
             p.detach()
             p._value = xp.reshape(self.param[off:off + size], shape)
             for key, buf in zip(state_names, self.state, strict=True):
-                p.state[key] = xp.reshape(buf[off:off + size], shape)
+                p._state[key] = xp.reshape(buf[off:off + size], shape)
             p.owner = self
             self.grad_views.append(xp.reshape(self.grad[off:off + size], shape))
 

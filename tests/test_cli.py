@@ -76,3 +76,21 @@ def test_python_dash_m(tmp_path):
                           check=False, capture_output=True, text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert "spiral on numpy (cpu): 5 epochs" in proc.stdout
+
+
+def test_bad_options_fail_before_any_training(tmp_path, capsys):
+    code, _, err = run(capsys, "train", "--epochs", "0", "--quiet")
+    assert code == 2 and "epochs must be a positive integer, got 0" in err
+    code, _, err = run(capsys, "train", "--print-every", "0", "--epochs", "2", "--quiet")
+    assert code == 2 and "print_every must be a positive integer, got 0" in err
+    code, out, err = run(capsys, "train", "--epochs", "5", "--quiet", "--save", str(tmp_path / "missing" / "m.npz"))
+    assert code == 2 and "--save" in err and "the folder does not exist" in err and "spiral on" not in out
+
+
+def test_predict_refuses_non_finite_inputs(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    assert run(capsys, "train", "--epochs", "3", "--quiet", "--save", str(model))[0] == 0
+    bad = tmp_path / "x.npy"
+    np.save(bad, np.full((2, 2), np.nan, dtype=np.float32))
+    code, _, err = run(capsys, "predict", str(model), "--input", str(bad))
+    assert code == 2 and "the input contains NaN or infinite values" in err

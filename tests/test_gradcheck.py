@@ -38,3 +38,20 @@ def test_gradcheck_catches_a_wrong_parameter_gradient(backend):
 def test_gradcheck_refuses_float32(backend):
     with pytest.raises(ValueError, match="use float64 inputs"):
         gradcheck(pnn.ReLU(), backend.asarray(np.ones((1, 2), dtype=np.float32)))
+
+
+def test_gradcheck_leaves_the_checked_layer_alone_and_checks_a_models_first_layer(backend):
+    """A model's first layer skips dL/dX; gradcheck checks a copy that computes it, and writes nothing back."""
+    from portable_nn.datasets import spiral_data
+
+    X, y = spiral_data(10, 3, seed=0)
+    m = pnn.Model().add(pnn.Dense(2, 4, seed=0, dtype="float64")).add(pnn.ReLU())
+    m.add(pnn.Dense(4, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam()).finalize()
+    m.train(backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=2, verbose=False)
+    first = m.layers[0]
+    before = (first.input, first.dweight, first.weight, first.weight_momentum)
+    result = gradcheck(first, backend.asarray(np.array([[0.5, -1.0], [2.0, 1.0]])))
+    assert result.ok and set(result.errors) == {"dinput", "dweight", "dbias"}
+    after = (first.input, first.dweight, first.weight, first.weight_momentum)
+    assert all(a is b for a, b in zip(before, after, strict=True)) and first.need_dinput is False

@@ -192,3 +192,26 @@ def test_gradcheck_checks_a_float64_copy_of_a_float32_layer(backend):
     result = gradcheck(layer, x)
     assert result.ok and result.max_error < 1e-6
     assert layer.dtype == "float32" and layer.dweight is None and layer.params["weight"].dtype == "float32"
+
+
+def test_assignments_of_the_wrong_shape_are_refused(backend):
+    layer = pnn.Dense(2, 8)
+    with pytest.raises(ValueError, match=r"weight: expected an array of shape \(2, 8\), got \(2, 5\)"):
+        layer.weight = backend.asarray(np.zeros((2, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match=r"bias: expected an array of shape \(1, 8\), got \(8,\)"):
+        layer.bias = backend.asarray(np.zeros(8, dtype=np.float32))
+    with pytest.raises(ValueError, match=r"weight_momentum: expected an array of shape \(2, 8\), got \(8, 2\)"):
+        layer.weight_momentum = backend.asarray(np.zeros((8, 2), dtype=np.float32))
+    with pytest.raises(TypeError):  # the optimizer state is written through set_state / the properties only
+        layer.params["weight"].state["momentum"] = backend.asarray(np.zeros((2, 8), dtype=np.float32))
+
+
+@pytest.mark.parametrize("seed", [np.int64(3), np.int32(3), 3])
+def test_numpy_integer_seeds_are_saved(tmp_path, seed):
+    m = pnn.Model().add(pnn.Dense(2, 3, seed=seed)).add(pnn.Dropout(0.1, seed=seed)).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy()).finalize()
+    m.save(tmp_path / "m.npz")
+    loaded = pnn.Model.load(tmp_path / "m.npz")
+    assert loaded.layers[0].seed == 3 and type(loaded.layers[1].seed) is int
+    with pytest.raises(ValueError, match="Dense: seed must be an integer or None, got 1.5"):
+        pnn.Dense(2, 3, seed=1.5)

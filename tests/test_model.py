@@ -344,3 +344,54 @@ def test_predict_writes_no_layer_state(backend):
     out = m.predict(backend.asarray(X[:4]))
     assert all(layer.input is i and layer.output is o for layer, (i, o) in zip(m.layers, kept, strict=True))
     assert tuple(out.shape) == (4, 3)
+
+
+def test_parameters_are_snapshots_and_never_shared_between_models(backend):
+    """get_parameters copies; set_parameters copies: training one model never moves another's weights."""
+    X, y = spiral_data(10, 3, seed=17)
+    Xb, yb = backend.asarray(X), backend.asarray(y)
+    m1, m2 = spiral_model(), spiral_model(seed=5)
+    m1.train(Xb, yb, epochs=2, verbose=False)
+    best = m1.get_parameters()
+    kept = [backend.to_numpy(w) for w, _ in best]
+    m2.set_parameters(best)
+    before = backend.to_numpy(m2.predict(Xb))
+    m1.train(Xb, yb, epochs=3, verbose=False)
+    np.testing.assert_array_equal(backend.to_numpy(m2.predict(Xb)), before)
+    assert all(np.array_equal(backend.to_numpy(w), k) for (w, _), k in zip(best, kept, strict=True))
+    m1.set_parameters(best)  # back to the snapshot
+    np.testing.assert_array_equal(backend.to_numpy(m1.predict(Xb)), before)
+    with pytest.raises(TypeError, match="layer 0 weight must be a float32/float64 array"):
+        m1.set_parameters([(backend.asarray(np.ones((2, 64), dtype=np.int32)), b) for _, b in best])
+
+
+def test_an_overflowing_update_is_reported_truthfully(backend):
+    """A finite loss whose update overflows: the guard never claims finite parameters it does not have."""
+    X, y = spiral_data(30, 3, seed=18)
+    m = spiral_model(hidden=16)
+    m.set(optimizer=pnn.SGD(learning_rate=1e300)).finalize()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError) as info:
+        m.train(backend.asarray(X), backend.asarray(y), epochs=50, batch_size=30, print_every=1, verbose=False)
+    finite = all(np.all(np.isfinite(backend.to_numpy(w))) and np.all(np.isfinite(backend.to_numpy(b)))
+                 for w, b in m.get_parameters())
+    message = str(info.value)
+    assert ("finite values" in message) == finite, message
+    assert finite or "an earlier update overflowed" in message
+
+
+def test_features_that_do_not_fit_the_model_are_named(backend):
+    _, y = spiral_data(10, 3, seed=19)
+    m = spiral_model()
+    wide = backend.asarray(np.ones((30, 5), dtype=np.float32))
+    with pytest.raises(ValueError, match="Model.evaluate: X has 5 features but the model takes 2"):
+        m.evaluate(wide, backend.asarray(y))
+
+
+def test_regression_accuracy_moves_with_the_model(backend):
+    X, y = sine_data(50)
+    m = pnn.Model().add(pnn.Dense(1, 8, seed=0)).add(pnn.ReLU()).add(pnn.Dense(8, 1, seed=1)).add(pnn.Linear())
+    m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.Adam(0.01)).finalize()
+    m.train(X, y, epochs=2, verbose=False)  # NumPy: the precision is a NumPy scalar
+    m.to(like=backend.asarray(X))
+    loss, acc = m.evaluate(backend.asarray(X), backend.asarray(y))
+    assert np.isfinite(loss) and 0.0 <= acc <= 1.0

@@ -64,3 +64,73 @@ def test_step_checks_its_arguments(backend):
     m = model(pnn.SGD())
     with pytest.raises(ValueError, match="step: the network has 4 parameters, got 1 values"):
         step(m.plan, [None], [{}], None, None, None, learning_rate=1.0, iteration=1)
+
+
+def test_step_leaves_a_fresh_model_as_it_found_it(backend, xp):
+    """Placement, cached inputs, dropout streams: nothing the step does survives it."""
+    X, y = spiral_data(10, 3, seed=1)
+    Xb, yb = backend.asarray(X), backend.asarray(y)
+    m = pnn.Model().add(pnn.Dense(2, 8, seed=0)).add(pnn.ReLU()).add(pnn.Dropout(0.2, seed=3))
+    m.add(pnn.Dense(8, 3, seed=1)).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.05)).finalize()
+    ref = copy_of(m)
+    params = [backend.asarray(np.asarray(p.value)) for p in m.plan.parameters]
+    y_loss, y_acc = prepared_targets(m.plan, xp, yb)
+    out = step(m.plan, params, [{} for _ in params], Xb, y_loss, y_acc, learning_rate=0.05, iteration=1, seed=7)
+    again = step(m.plan, params, [{} for _ in params], Xb, y_loss, y_acc, learning_rate=0.05, iteration=1, seed=7)
+    backend.assert_close(again.params[0], backend.to_numpy(out.params[0]))  # same seed, same masks
+    assert not m.layers[0]._placed and m.layers[0].input is None and m.layers[2].mask is None
+    # training afterwards is what it would have been without the step
+    m.train(Xb, yb, epochs=3, verbose=False)
+    ref.train(Xb, yb, epochs=3, verbose=False)
+    backend.assert_close(m.layers[0].weight, backend.to_numpy(ref.layers[0].weight))
+
+
+def copy_of(model):
+    import copy
+
+    return copy.deepcopy(model)
+
+
+@pytest.mark.only_xp_backends("jax", reason="jax.jit over the step, the way a user writes it")
+def test_step_under_a_plain_jax_jit_leaks_no_tracer(backend, xp):
+    import jax
+
+    X, y = spiral_data(10, 3, seed=2)
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    m = model(pnn.Adam(0.05))
+    m.network.place(Xb)
+    plan = m.plan
+    y_loss, y_acc = prepared_targets(plan, xp, yb)
+    jitted = jax.jit(lambda p, s, x, yl, ya, lr: step(plan, p, s, x, yl, ya, learning_rate=lr, iteration=1))
+    params, state = arrays(m)
+    out = jitted(params, state, Xb, y_loss, y_acc, 0.05)
+    out2 = jitted(params, state, Xb, y_loss, y_acc, xp.asarray(0.05))  # a retrace with another argument type
+    eager = step(plan, params, state, Xb, y_loss, y_acc, learning_rate=0.05, iteration=1)
+    for a, b, c in zip(out.params, out2.params, eager.params, strict=True):
+        backend.assert_close(a, backend.to_numpy(c), rtol=1e-12)
+        backend.assert_close(b, backend.to_numpy(c), rtol=1e-12)
+    m.train(Xb, yb, epochs=1, verbose=False)  # no tracer was left on a layer, the loss or the accuracy
+
+
+def test_fast_path_scopes_belong_to_their_thread():
+    import threading
+
+    seen = []
+    inside = threading.Event()
+    release = threading.Event()
+
+    def worker():
+        with pnn.fast_paths(False):
+            inside.set()
+            release.wait(5)
+            seen.append(pnn.fast_paths_enabled())
+
+    t = threading.Thread(target=worker)
+    before = pnn.fast_paths_enabled()
+    t.start()
+    inside.wait(5)
+    seen.append(pnn.fast_paths_enabled())  # this thread is not inside the other's scope
+    release.set()
+    t.join()
+    assert seen == [before, False] and pnn.fast_paths_enabled() == before

@@ -19,6 +19,7 @@ steps).  Switch the kernels off with ``with portable_nn.fast_paths(False):``,
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
@@ -36,6 +37,7 @@ if TYPE_CHECKING:
 __all__ = ["fast_paths", "fast_paths_enabled", "optimizer_kernels", "relu_backward", "set_fast_paths", "update"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1").strip().lower() not in ("0", "false", "no", "off")
+_SCOPE = threading.local()  # the innermost ``with fast_paths(...)`` of each thread
 
 
 def set_fast_paths(enabled: bool) -> None:
@@ -45,24 +47,28 @@ def set_fast_paths(enabled: bool) -> None:
 
 
 def fast_paths_enabled() -> bool:
-    """Whether the backend kernels are on."""
-    return _ENABLED
+    """Whether the backend kernels are on in this thread (its innermost scope, else the process switch)."""
+    scoped: bool | None = getattr(_SCOPE, "enabled", None)
+    return _ENABLED if scoped is None else scoped
 
 
 @contextmanager
 def fast_paths(enabled: bool) -> Iterator[None]:
-    """``with fast_paths(False):`` runs the block on the portable reference path only."""
-    previous = _ENABLED
-    set_fast_paths(enabled)
+    """``with fast_paths(False):`` runs the block on the portable reference path only.
+
+    The scope belongs to the calling thread: other threads keep their own setting.
+    """
+    previous = getattr(_SCOPE, "enabled", None)
+    _SCOPE.enabled = bool(enabled)
     try:
         yield
     finally:
-        set_fast_paths(previous)
+        _SCOPE.enabled = previous
 
 
 def optimizer_kernels(x: Array) -> ModuleType | None:
     """The kernel module that can update ``x`` in place, or None for the portable path."""
-    if not _ENABLED:
+    if not fast_paths_enabled():
         return None
     if is_numpy_array(x) and is_writeable_array(x):
         from . import numpy as numpy_kernels
@@ -94,7 +100,7 @@ def update(optimizer: Optimizer, params: list[Parameter], ok: Array | None = Non
 
 def relu_backward(x: Array, dvalue: Array) -> Array:
     """``dvalue * (x > 0)``: one fused kernel on CuPy, the portable mask multiply elsewhere."""
-    if _ENABLED and is_cupy_array(x) and type(dvalue) is type(x) and x.dtype == dvalue.dtype \
+    if is_cupy_array(x) and fast_paths_enabled() and type(dvalue) is type(x) and x.dtype == dvalue.dtype \
             and x.shape == dvalue.shape:
         from . import cupy as kernels
 

@@ -4,11 +4,13 @@ One policy per kind of backend, chosen from the data:
 
 * **eager** (host arrays: NumPy, array-api-strict, PyTorch CPU -- a read-back
   is free): the loss is checked every step *before* the update, so the
-  parameters keep their last finite values;
+  parameters keep their last finite values -- unless an update itself
+  overflowed while the loss was still finite, which the error then says;
 * **deferred** (devices and lazy arrays -- a read-back per step would stall
   the device): a device flag "the loss is finite" gates the fused CuPy
-  kernels, the step losses are read back at report points only, and a
-  non-finite one restores the parameters of the last report point.
+  kernels; the step losses and one "all parameters are finite" flag are read
+  back at report points only, and a non-finite one restores the parameters
+  of the last report point (copied there when the kernels update in place).
 
 Either way ``Model.train`` raises ``FloatingPointError`` naming the epoch and step.
 """
@@ -52,15 +54,26 @@ class Guard:
         """At a report point, with the read-back values of ``pending()``: raise on divergence."""
 
 
+def all_finite(xp: Namespace, network: Network) -> Array:
+    """One 0-d device bool: every parameter value is finite."""
+    return xp.all(xp.stack([xp.all(xp.isfinite(p.value)) for p in network.parameters()]))
+
+
 class EagerGuard(Guard):
     """Host arrays: check every step before the update (a free read-back)."""
+
+    def __init__(self, xp: Namespace, network: Network) -> None:
+        super().__init__()
+        self.xp, self.network = xp, network
 
     def before_update(self, loss_sum: Array) -> None:
         value = float(loss_sum)
         if not math.isfinite(value):
+            state = ("the parameters keep their last finite values" if bool(all_finite(self.xp, self.network))
+                     else "the parameters are not finite either: an earlier update overflowed while the loss was "
+                          "still finite")
             raise FloatingPointError(
-                f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; "
-                f"the parameters keep their last finite values {_HINT}"
+                f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {state} {_HINT}"
             )
 
 
@@ -80,22 +93,33 @@ class DeferredGuard(Guard):
         self.losses.append((self.epoch, self.step, loss_sum))
 
     def pending(self) -> list[Array]:
-        return [loss for _, _, loss in self.losses]
+        return [*(loss for _, _, loss in self.losses), all_finite(self.xp, self.network)]
 
     def check(self, host_values: list[float]) -> None:
-        for (epoch, step, _), value in zip(self.losses, host_values, strict=True):
+        *losses, params_finite = host_values
+        for (epoch, step, _), value in zip(self.losses, losses, strict=True):
             if not math.isfinite(value):
                 self._restore()
                 raise FloatingPointError(
                     f"Model.train: the loss became {value} at epoch {epoch}, step {step}; "
                     f"the parameters are back at finite values {_HINT}"
                 )
+        if not params_finite:
+            self._restore()
+            raise FloatingPointError(
+                f"Model.train: the parameters became non-finite by epoch {self.epoch}, step {self.step} "
+                f"(an update overflowed); the parameters are back at finite values {_HINT}"
+            )
         self.losses.clear()
         self.snapshot = self._take()
 
     def _take(self) -> Any:
-        """References to every parameter's value and state (the portable path rebinds, never mutates)."""
-        params = [(p, p.value, dict(p.state)) for p in self.network.parameters()]
+        """Every parameter's value and state: references where updates rebind, copies where kernels write in place."""
+        def keep(p: Any, a: Array) -> Array:
+            return self.xp.asarray(a, copy=True) if p.owner is not None else a
+
+        params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()})
+                  for p in self.network.parameters()]
         return params, (self.optimizer.iterations, self.optimizer.current_learning_rate)
 
     def _restore(self) -> None:
@@ -113,5 +137,5 @@ class DeferredGuard(Guard):
 def guard_for(X: Array, network: Network, optimizer: Optimizer) -> Guard:
     """The policy for data ``X``: eager where a read-back is free, deferred elsewhere."""
     if _xp.cheap_sync(X):
-        return EagerGuard()
+        return EagerGuard(_xp.namespace(X), network)
     return DeferredGuard(_xp.namespace(X), network, optimizer)

@@ -15,9 +15,10 @@ wrapper can take it as it is, without reaching into layers.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
-from dataclasses import dataclass
-from typing import Any
+from dataclasses import dataclass, field
+from typing import Any, NamedTuple
 
 from array_api_compat import size
 
@@ -27,6 +28,7 @@ from ..accuracy import Accuracy
 from ..losses import Loss
 from ..network import Network
 from ..optimizers import Optimizer
+from ..random import Generator
 
 __all__ = ["Plan", "StepResult", "evaluate_sums", "loss_sum_and_grad", "step", "train_step"]
 
@@ -41,10 +43,18 @@ class Plan:
     optimizer: Optimizer | None
     fused: Loss | None = None
 
+    lock: Any = field(default_factory=threading.Lock, compare=False, repr=False)
+
     def __post_init__(self) -> None:
         # fixed from finalize() on (add() makes a new plan): not rebuilt every step
         self.trainable = self.network.trainable
         self.parameters = self.network.parameters()
+
+    def __getstate__(self) -> dict[str, Any]:
+        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+
+    def __setstate__(self, state: dict[str, Any]) -> None:
+        self.__dict__.update(state, lock=threading.Lock())
 
     @property
     def body(self) -> int | None:
@@ -56,9 +66,11 @@ class Plan:
         return self.network.layers[-1]
 
 
-@dataclass(frozen=True)
-class StepResult:
-    """What one step gives back: new parameters and state (in ``parameters()`` order), loss sum, correct count."""
+class StepResult(NamedTuple):
+    """What one step gives back: new parameters and state (in ``parameters()`` order), loss sum, correct count.
+
+    A named tuple: compilers take it as a tree of arrays (``jax.jit`` returns it as is).
+    """
 
     params: list[Array]
     state: list[dict[str, Array]]
@@ -120,32 +132,37 @@ def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
 
 
 def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Array, y_loss: Array, y_acc: Array,
-         *, learning_rate: Any, iteration: Any, generator: Any = None) -> StepResult:
+         *, learning_rate: Any, iteration: Any, seed: int | None = None) -> StepResult:
     """One training step as a pure function of explicit arrays (the portable reference path).
 
-    ``params``/``state``: arrays in ``plan.network.parameters()`` order (state:
-    one dict per parameter, missing keys start at zero); ``y_loss``/``y_acc``:
-    targets prepared for the loss and the accuracy; ``learning_rate`` and
-    ``iteration`` (1-based) may be arrays (traced by a compiler).  ``generator``
-    (a ``portable_nn.Generator``) draws this step's dropout masks.
+    ``params``/``state``: arrays in ``plan.parameters`` order (state: one dict
+    per parameter, missing keys start at zero); ``y_loss``/``y_acc``: targets
+    prepared for the loss and the accuracy (``training.loop.prepared_targets``);
+    ``learning_rate`` and ``iteration`` (1-based) may be arrays (traced by a
+    compiler).  Dropout masks come from ``Generator(seed + i)`` for the i-th
+    random layer (``seed=None``: the layers' own seeds), so the same arguments
+    give the same result.  The arrays are bound to the layers while the step
+    runs, under the plan's lock, and everything the layers, the loss and the
+    accuracy held before is put back afterwards: nothing leaks out of a trace.
     """
-    plist = plan.network.parameters()
+    plist = plan.parameters
     if len(params) != len(plist) or len(state) != len(plist):
         raise ValueError(f"step: the network has {len(plist)} parameters, got {len(params)} values "
                          f"and {len(state)} states")
     optimizer = plan.optimizer
     if optimizer is None:
         raise RuntimeError("step: the plan has no optimizer")
-    saved = [(p.value, dict(p.state), p.grad) for p in plist]
-    random_layers = [layer for layer in plan.network.layers if hasattr(layer, "generator")]
-    saved_generators = [layer.generator for layer in random_layers]
-    try:
-        with kernels.fast_paths(False):
+    objects = [*plan.network.layers, plan.loss, plan.accuracy, *([plan.fused] if plan.fused is not None else [])]
+    with plan.lock, kernels.fast_paths(False):
+        saved_objects = [(obj, dict(obj.__dict__)) for obj in objects]
+        saved_params = [(p, p._value, p._state, p.grad) for p in plist]
+        try:
             for p, value in zip(plist, params, strict=True):
-                p.value = value
-            if generator is not None:
-                for layer in random_layers:
-                    layer.generator = generator
+                p._value, p._state = p._conform(value, p.name), {}  # not the setter: the flat buffer stays valid
+            random_layers = [layer for layer in plan.network.layers if isinstance(getattr(layer, "generator", None),
+                                                                                  Generator)]
+            for i, layer in enumerate(random_layers):
+                layer.generator = Generator(layer.generator.seed if seed is None else seed + i)
             loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
             correct, _ = count_correct(plan, output, y_acc)
             plan.network.backward(dvalue, upto=plan.body)
@@ -157,11 +174,12 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
                 value, current = optimizer.rule(xp, p.value, p.grad, current, learning_rate, iteration)
                 new_params.append(value)
                 new_state.append(current)
-    finally:
-        for p, (value, st, grad) in zip(plist, saved, strict=True):
-            p._value, p.state, p.grad = value, st, grad
-        for layer, g in zip(random_layers, saved_generators, strict=True):
-            layer.generator = g
+        finally:
+            for obj, attributes in saved_objects:
+                obj.__dict__.clear()
+                obj.__dict__.update(attributes)
+            for p, value, st, grad in saved_params:
+                p._value, p._state, p.grad = value, st, grad
     return StepResult(new_params, new_state, loss_sum, correct)
 
 

@@ -23,20 +23,23 @@ def positive_int(owner: str, name: str, value: Any, allow_none: bool = False) ->
     return int(value)
 
 
-def check_features(what: str, X: Any) -> Namespace:
-    """X is a 2-D floating array of some array library; its namespace."""
+def check_features(what: str, X: Any, n_inputs: int | None = None) -> Namespace:
+    """X is a 2-D floating array of some array library (with ``n_inputs`` columns); its namespace."""
     if not _xp.array_api_compat.is_array_api_obj(X):
         raise TypeError(f"Model.{what}: X must be an array (NumPy, CuPy, PyTorch, ...), got {type(X).__name__}")
     xp = _xp.namespace(X)
     _xp.check_floating(xp, X, f"Model.{what}: X")
     if X.ndim != 2:
         raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+    if n_inputs is not None and X.shape[1] != n_inputs:
+        raise ValueError(f"Model.{what}: X has {X.shape[1]} features but the model takes {n_inputs}")
     return xp
 
 
-def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind: str) -> Namespace:
+def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind: str,
+               n_inputs: int | None = None) -> Namespace:
     """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss)."""
-    xp = check_features(what, X)
+    xp = check_features(what, X, n_inputs)
     # A column sum is finite iff every value is (NaN and inf propagate), unless
     # finite values overflow it: only then is the exact element-wise check run.
     # One pass over X and no X-sized temporary for the common, clean case.
