@@ -182,21 +182,20 @@ class state_of:
         layer.params[self.name].set_state(self.key, value)
 
 
-class regularizer_of:
-    """``layer.<name>_regularizer_l1`` is ``layer.params[name].l1`` (a finite number >= 0)."""
+class _factor(_field):
+    """A ``_field`` holding a regularization factor: a finite number >= 0."""
 
-    def __init__(self, name: str, kind: str) -> None:
-        self.name, self.kind = name, kind
-
-    def __get__(self, layer: Any, owner: type | None = None) -> Any:
-        return self if layer is None else getattr(layer.params[self.name], self.kind)
-
-    def __set__(self, layer: Any, value: float) -> None:
+    def __set__(self, layer: Any, value: Any) -> None:
         value = float(value)
         if not math.isfinite(value) or value < 0:
-            raise ValueError(f"{type(layer).__name__}: {self.name}_regularizer_{self.kind} must be a finite "
+            raise ValueError(f"{type(layer).__name__}: {self.name}_regularizer_{self.attribute} must be a finite "
                              f"number >= 0, got {value!r}")
-        setattr(layer.params[self.name], self.kind, value)
+        super().__set__(layer, value)
+
+
+def regularizer_of(name: str, kind: str) -> Any:
+    """``layer.<name>_regularizer_<kind>`` is ``layer.params[name].<kind>`` (``kind``: ``"l1"`` or ``"l2"``)."""
+    return _factor(name, kind)
 
 
 class FlatParameters:
