@@ -40,7 +40,9 @@ FLOAT_NAMES = ("float32", "float64")
 
 def dtype_name(dtype: DType) -> str:
     """The standard name of a floating dtype given by name or dtype object."""
-    if isinstance(dtype, str):
+    if dtype is None:
+        name = "None"  # np.dtype(None) would silently mean float64
+    elif isinstance(dtype, str):
         name = dtype
     else:
         # numpy/jax/cupy dtypes have .name; torch.float32 prints 'torch.float32';

@@ -19,6 +19,7 @@ blamed for float32 rounding.
 from __future__ import annotations
 
 import copy
+import math
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -61,7 +62,7 @@ def _compare(analytic: Any, numeric: np.ndarray, rtol: float, atol: float) -> tu
 
 
 def _numeric(f: Any, host: np.ndarray, eps: float) -> np.ndarray:
-    """Central differences of scalar ``f(host_array)`` w.r.t. every element."""
+    """Central differences of scalar ``f(host_array)`` w.r.t. every element (``host``: C-ordered, written in place)."""
     grad = np.zeros(host.shape, dtype=np.float64)
     flat = host.reshape(-1)
     out = grad.reshape(-1)
@@ -98,6 +99,8 @@ def gradcheck(
     _xp.check_floating(xp, x, "gradcheck: x")
     if x.dtype != xp.float64:
         raise ValueError(f"gradcheck: use float64 inputs for finite differences, got {x.dtype}")
+    if not (math.isfinite(eps) and eps > 0):
+        raise ValueError(f"gradcheck: eps must be a finite number > 0, got {eps!r}")
     name = type(obj).__name__
     obj = _checked_copy(obj)
     parameters = list(obj.parameters()) if hasattr(obj, "parameters") else []
@@ -115,7 +118,7 @@ def gradcheck(
             obj.generator = Generator(generator_seed)
         return obj.forward(inp) if not is_loss else obj.forward(inp, y_true)
 
-    host_x = np.array(_xp.to_numpy(x), dtype=np.float64)
+    host_x = np.array(_xp.to_numpy(x), dtype=np.float64, order="C")
     if is_loss:
         def scalar(inp: Any) -> float:
             return float(_xp.to_numpy(xp.mean(run_forward(inp))))
@@ -173,11 +176,11 @@ def _layer_gradients(obj: Any, parameters: list[Any], x: Array, run_forward: Cal
     run_forward(x)
     analytic = {"dinput": obj.backward(g)}
     analytic.update({f"d{p.name}": p.grad for p in parameters})
-    host_x = np.array(_xp.to_numpy(x), dtype=np.float64)
+    host_x = np.array(_xp.to_numpy(x), dtype=np.float64, order="C")
     numeric = {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
     for p in parameters:
         original = p.value
-        host_p = np.array(_xp.to_numpy(original), dtype=np.float64)
+        host_p = np.array(_xp.to_numpy(original), dtype=np.float64, order="C")
 
         def scalar_p(h: np.ndarray, p: Any = p) -> float:
             p.value = to_backend(h)

@@ -84,6 +84,19 @@ def _write(path: Any, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
         raise
 
 
+def _checked_array(name: str, value: np.ndarray, spec: Any) -> np.ndarray:
+    """A stored array as its header declares it: shape, float dtype, finite values, non-negative caches."""
+    if not isinstance(spec, dict) or list(value.shape) != spec.get("shape") or value.dtype.name != spec.get("dtype"):
+        raise ValueError(f"array {name!r} is {value.dtype.name}{list(value.shape)}, header says {spec}")
+    if value.dtype.name not in _xp.FLOAT_NAMES:
+        raise ValueError(f"array {name!r} has dtype {value.dtype.name}")
+    if not np.all(np.isfinite(value)):
+        raise ValueError(f"array {name!r} holds NaN or infinite values")
+    if name.endswith("_cache") and np.any(value < 0):
+        raise ValueError(f"optimizer state {name!r} holds negative values (a cache of squares is >= 0)")
+    return value
+
+
 def _read(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Header and arrays of a file, every shape/dtype checked; ValueError otherwise."""
     path = os.fspath(path)
@@ -99,19 +112,13 @@ def _read(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
             header = json.loads(header_bytes.tobytes().decode("utf-8"))
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise ValueError("not a portable_nn file")
-            if header.get("version") != FORMAT_VERSION:
+            version = header.get("version")
+            if type(version) is not int or version != FORMAT_VERSION:
                 raise ValueError(f"format version {header.get('version')!r}, this library reads {FORMAT_VERSION}")
             specs = header.get("arrays")
             if not isinstance(specs, dict) or set(specs) != set(npz.files) - {HEADER}:
                 raise ValueError("the array list does not match the header")
-            arrays = {}
-            for name, spec in specs.items():
-                value = npz[name]
-                if list(value.shape) != spec.get("shape") or value.dtype.name != spec.get("dtype"):
-                    raise ValueError(f"array {name!r} is {value.dtype.name}{list(value.shape)}, header says {spec}")
-                if value.dtype.name not in _xp.FLOAT_NAMES:
-                    raise ValueError(f"array {name!r} has dtype {value.dtype.name}")
-                arrays[name] = value
+            arrays = {name: _checked_array(name, npz[name], spec) for name, spec in specs.items()}
     except ValueError as exc:
         raise ValueError(f"{path}: not a valid portable_nn {kind} file ({exc})") from None
     except Exception as exc:  # a damaged zip/npy raises many kinds; all mean "bad file"
@@ -218,7 +225,7 @@ def read_model(path: Any) -> ModelParts:
             raise ValueError(f"{path}: unknown optimizer {opt_spec!r}; known: {sorted(Optimizer.registry)}")
         optimizer = _build(Optimizer.registry, {k: opt_spec.get(k) for k in ("type", "config")}, "optimizer", path)
         iterations = opt_spec.get("iterations", 0)
-        if isinstance(iterations, bool) or not isinstance(iterations, int) or iterations < 0:
+        if type(iterations) is not int or not 0 <= iterations < 2**53:
             raise ValueError(f"{path}: invalid optimizer iterations {iterations!r}")
         optimizer.iterations = iterations
         optimizer.pre_update_params()

@@ -84,8 +84,8 @@ def _check_seed(owner: str, seed: Any) -> int | None:
     """``seed`` as a Python int (saved as JSON), or None."""
     if seed is None:
         return None
-    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral):
-        raise ValueError(f"{owner}: seed must be an integer or None, got {seed!r}")
+    if isinstance(seed, bool) or not isinstance(seed, numbers.Integral) or seed < 0:
+        raise ValueError(f"{owner}: seed must be an integer >= 0 or None, got {seed!r}")
     return int(seed)
 
 
@@ -136,8 +136,12 @@ class Dense(Layer):
         # Host draw in float64, then cast: the same seed gives the same bits everywhere.
         rng = np.random.default_rng(self.seed)
         standard = rng.standard_normal((self.n_inputs, self.n_neurons))
+        with np.errstate(over="ignore"):
+            weight = (self.weight_scale * standard).astype(self.dtype)
+        if not np.all(np.isfinite(weight)):
+            raise ValueError(f"Dense: weight_scale={self.weight_scale!r} gives infinite {self.dtype} weights")
         self.params = {
-            "weight": Parameter("weight", (self.weight_scale * standard).astype(self.dtype), self.dtype,
+            "weight": Parameter("weight", weight, self.dtype,
                                 l1=_check_factor("Dense: weight_regularizer_l1", weight_regularizer_l1),
                                 l2=_check_factor("Dense: weight_regularizer_l2", weight_regularizer_l2)),
             "bias": Parameter("bias", np.zeros((1, self.n_neurons), dtype=self.dtype), self.dtype,

@@ -21,7 +21,7 @@ from .optimizers import Optimizer
 from .training import History, Plan, fit
 from .training.loop import batches, prepared_targets
 from .training.step import evaluate_sums
-from .training.validate import check_data, positive_int
+from .training.validate import check_data, check_features, check_pair, positive_int
 
 __all__ = ["History", "Model"]
 
@@ -118,11 +118,8 @@ class Model:
 
         Reports happen every ``print_every`` optimizer steps and at the last
         step; only they read values back from the device.  A non-finite loss
-        raises ``FloatingPointError`` naming the epoch and step.  On host
-        backends it is caught before that step's update, so the parameters
-        keep their last finite values; on devices it is caught at the next
-        report, the fused CuPy update having skipped every non-finite step,
-        and other device backends are restored to the last report point.
+        raises ``FloatingPointError`` naming the epoch and step (the policy
+        per kind of backend: ``training/guard.py``).  Not thread-safe.
         """
         plan = self._require("train", optimizer=True)
         epochs = positive_int("Model.train", "epochs", epochs)
@@ -130,7 +127,7 @@ class Model:
         print_every = positive_int("Model.train", "print_every", print_every)
         self._check("train", X, y)
         if validation_data is not None:
-            self._check("train (validation_data)", *validation_data)
+            self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
         self.network.place(X)
         plan.accuracy.init(y)
         return fit(plan, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every,
@@ -160,9 +157,10 @@ class Model:
         if not self.layers:
             raise RuntimeError("Model.predict: the model has no layers")
         batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
-        xp = _xp.namespace(X)
-        _xp.check_floating(xp, X, "Model.predict: X")
         network = Network(self.layers) if self.plan is None else self.network
+        xp = check_features("predict", X, network.n_inputs())
+        if X.shape[0] == 0:
+            batch_size = None  # one (empty) batch: an empty result of the right width
         network.place(X)
         outputs = [network.infer(X[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
         return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)

@@ -56,7 +56,7 @@ class Network:
         return None
 
     def check_chain(self) -> None:
-        """Each sized layer takes the previous one's width (``ValueError`` naming the layer)."""
+        """Each sized layer takes the previous one's width, and the last one has ``predictions`` (``ValueError``)."""
         width, previous = None, ""
         for i, layer in enumerate(self.layers):
             n_in, n_out = getattr(layer, "n_inputs", None), getattr(layer, "n_neurons", None)
@@ -68,6 +68,9 @@ class Network:
                     f"but the previous {previous} layer has {width} neurons"
                 )
             width, previous = n_out, type(layer).__name__
+        if self.layers and not hasattr(self.layers[-1], "predictions"):
+            raise ValueError(f"Model.finalize: the last layer ({type(self.layers[-1]).__name__}) has no "
+                             "predictions(); end the model with an activation (Softmax, Sigmoid, Linear, ...)")
 
     def skip_first_dinput(self) -> None:
         """Nothing consumes dL/dX of the model's input: the first layers skip computing it."""

@@ -213,5 +213,5 @@ def test_numpy_integer_seeds_are_saved(tmp_path, seed):
     m.save(tmp_path / "m.npz")
     loaded = pnn.Model.load(tmp_path / "m.npz")
     assert loaded.layers[0].seed == 3 and type(loaded.layers[1].seed) is int
-    with pytest.raises(ValueError, match="Dense: seed must be an integer or None, got 1.5"):
+    with pytest.raises(ValueError, match="Dense: seed must be an integer >= 0 or None, got 1.5"):
         pnn.Dense(2, 3, seed=1.5)

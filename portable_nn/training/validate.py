@@ -11,7 +11,7 @@ from typing import Any
 from .. import _xp
 from .._typing import Array, Namespace
 
-__all__ = ["check_data", "check_features", "positive_int"]
+__all__ = ["check_data", "check_features", "check_pair", "positive_int"]
 
 
 def positive_int(owner: str, name: str, value: Any, allow_none: bool = False) -> Any:
@@ -23,6 +23,13 @@ def positive_int(owner: str, name: str, value: Any, allow_none: bool = False) ->
     return int(value)
 
 
+def check_pair(owner: str, name: str, value: Any) -> tuple[Any, Any]:
+    """``value`` as an ``(X, y)`` pair; ``TypeError`` naming it otherwise."""
+    if not isinstance(value, tuple | list) or len(value) != 2:
+        raise TypeError(f"{owner}: {name} must be an (X, y) pair, got {type(value).__name__}")
+    return value[0], value[1]
+
+
 def check_features(what: str, X: Any, n_inputs: int | None = None) -> Namespace:
     """X is a 2-D floating array of some array library (with ``n_inputs`` columns); its namespace."""
     if not _xp.array_api_compat.is_array_api_obj(X):
@@ -31,6 +38,8 @@ def check_features(what: str, X: Any, n_inputs: int | None = None) -> Namespace:
     _xp.check_floating(xp, X, f"Model.{what}: X")
     if X.ndim != 2:
         raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+    if getattr(X, "requires_grad", False):  # PyTorch autograd: the graph would chain across every step
+        raise TypeError(f"Model.{what}: X requires grad (a PyTorch autograd tensor); pass X.detach()")
     if n_inputs is not None and X.shape[1] != n_inputs:
         raise ValueError(f"Model.{what}: X has {X.shape[1]} features but the model takes {n_inputs}")
     return xp
@@ -40,6 +49,8 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
                n_inputs: int | None = None) -> Namespace:
     """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss)."""
     xp = check_features(what, X, n_inputs)
+    if X.shape[0] == 0:
+        raise ValueError(f"Model.{what}: X has no samples")
     # A column sum is finite iff every value is (NaN and inf propagate), unless
     # finite values overflow it: only then is the exact element-wise check run.
     # One pass over X and no X-sized temporary for the common, clean case.
@@ -54,6 +65,8 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
             continue
         if name in ("X", "y"):
             raise ValueError(f"Model.{what}: {name} contains NaN or infinite values")
+        if name == "binary targets":
+            raise ValueError(f"Model.{what}: binary targets must be 0 or 1")
         raise ValueError(f"Model.{what}: class labels must be in [0, {n_outputs}), the model has {n_outputs} outputs")
     return xp
 
@@ -84,6 +97,8 @@ def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None
         checks["labels >= 0"] = xp.min(y) >= 0
         if n_out is not None:
             checks[f"labels < {n_out}"] = xp.max(y) < n_out
+    elif target_kind == "binary":
+        checks["binary targets"] = xp.all((y == 0) | (y == 1))
     elif xp.isdtype(y.dtype, "real floating"):
         checks["y"] = xp.all(xp.isfinite(y))
     return checks

@@ -1,0 +1,129 @@
+"""Bad input, files and concurrency: each way we found to break a promise, closed (issue 10's list, so far)."""
+
+import threading
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn.datasets import spiral_data
+
+
+def spiral_model(loss=None, last=None, n_out=3):
+    m = pnn.Model().add(pnn.Dense(2, 8, seed=0)).add(pnn.ReLU()).add(pnn.Dense(8, n_out, seed=1))
+    m.add(last if last is not None else pnn.Softmax())
+    m.set(loss=loss or pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01))
+    return m.finalize()
+
+
+def test_no_samples_is_an_error_and_predict_of_nothing_is_empty(backend):
+    empty = backend.asarray(np.zeros((0, 2), dtype=np.float32))
+    labels = backend.asarray(np.zeros(0, dtype=np.int64))
+    m = spiral_model()
+    with pytest.raises(ValueError, match="Model.train: X has no samples"):
+        m.train(empty, labels, verbose=False)
+    with pytest.raises(ValueError, match="Model.evaluate: X has no samples"):
+        m.evaluate(empty, labels)
+    for batch_size in (None, 4):
+        assert tuple(m.predict(empty, batch_size=batch_size).shape) == (0, 3)
+
+
+def test_arrays_of_the_wrong_rank_and_pairs_that_are_not_pairs(backend):
+    X, y = spiral_data(5, 3, seed=0)
+    m = spiral_model()
+    with pytest.raises(ValueError, match=r"Model.predict: X must have shape \(n_samples, n_features\), got \(\)"):
+        m.predict(backend.asarray(np.float32(1.0)))
+    with pytest.raises(TypeError, match="Model.train: validation_data must be an \\(X, y\\) pair, got tuple"):
+        m.train(backend.asarray(X), backend.asarray(y), validation_data=(backend.asarray(X),), verbose=False)
+
+
+def test_a_last_layer_without_predictions_is_refused_at_finalize():
+    m = pnn.Model().add(pnn.Dense(2, 3)).add(pnn.Dropout(0.1))
+    with pytest.raises(ValueError, match=r"the last layer \(Dropout\) has no predictions\(\)"):
+        m.set(loss=pnn.MeanSquaredError()).finalize()
+
+
+def test_binary_targets_must_be_zero_or_one(backend):
+    X, y = spiral_data(10, 3, seed=1)  # labels 0, 1, 2
+    m = spiral_model(pnn.BinaryCrossentropy(), pnn.Sigmoid(), n_out=1)
+    with pytest.raises(ValueError, match="Model.train: binary targets must be 0 or 1"):
+        m.train(backend.asarray(X), backend.asarray(y), verbose=False)
+
+
+@pytest.mark.only_xp_backends("torch", reason="PyTorch autograd tensors")
+def test_autograd_inputs_are_refused(backend):
+    X, y = spiral_data(5, 3, seed=2)
+    Xb = backend.asarray(X)
+    Xb.requires_grad_(True)
+    with pytest.raises(TypeError, match=r"X requires grad .* pass X.detach\(\)"):
+        spiral_model().train(Xb, backend.asarray(y), verbose=False)
+
+
+@pytest.mark.parametrize(("make", "message"), [
+    (lambda: pnn.Dense(2, 3, dtype=None), "dtype must be one of"),
+    (lambda: pnn.Dense(2, 3, weight_scale=1e300), "weight_scale=1e.300 gives infinite float32 weights"),
+    (lambda: pnn.Dropout(0.1, seed=-1), "Dropout: seed must be an integer >= 0 or None, got -1"),
+])
+def test_constructors_refuse_what_would_fail_later(make, message):
+    with pytest.raises(ValueError, match=message):
+        make()
+
+
+def test_gradcheck_refuses_a_zero_step_and_handles_fortran_ordered_inputs(backend):
+    with pytest.raises(ValueError, match="gradcheck: eps must be a finite number > 0, got 0"):
+        pnn.gradcheck(pnn.ReLU(), backend.asarray(np.ones((2, 2))), eps=0)
+    x = np.asfortranarray(np.random.default_rng(0).standard_normal((4, 3)))
+    assert pnn.gradcheck(pnn.Dense(3, 2, seed=0, dtype="float64"), backend.asarray(x)).ok
+
+
+def saved(tmp_path, arrays_update=None, header_update=None):
+    """A valid model file, then rewritten with some arrays or header fields replaced."""
+    import json
+
+    m = spiral_model()
+    X, y = spiral_data(5, 3, seed=3)
+    m.train(X, y, epochs=2, verbose=False)
+    path = tmp_path / "m.npz"
+    m.save(path)
+    with np.load(path) as f:
+        content = {k: f[k] for k in f.files}
+    header = json.loads(content["__portable_nn__"].tobytes())
+    header.update(header_update or {})
+    content.update(arrays_update or {})
+    content["__portable_nn__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **content)
+    return path
+
+
+@pytest.mark.parametrize(("arrays", "header", "message"), [
+    ({"0/weight": np.full((2, 8), np.nan, dtype=np.float32)}, None, "'0/weight' holds NaN or infinite values"),
+    ({"1/bias_cache": np.full((1, 3), -1.0, dtype=np.float32)}, None, "'1/bias_cache' holds negative values"),
+    (None, {"version": True}, "format version True"),
+    (None, {"optimizer": {"type": "Adam", "config": {}, "iterations": 10**400}}, "invalid optimizer iterations"),
+])
+def test_well_formed_files_with_bad_values_are_refused(tmp_path, arrays, header, message):
+    path = saved(tmp_path, arrays, header)
+    with pytest.raises(ValueError, match=message):
+        pnn.Model.load(path)
+
+
+def test_predict_from_eight_threads_equals_serial(backend):
+    X, y = spiral_data(40, 3, seed=4)
+    m = spiral_model()
+    m.train(backend.asarray(X), backend.asarray(y), epochs=3, verbose=False)
+    inputs = [backend.asarray(X[i * 10:(i + 1) * 10 + i]) for i in range(8)]  # different batch sizes
+    serial = [backend.to_numpy(m.predict(x)) for x in inputs]
+    results: list = [None] * 8
+
+    def work(i):
+        for _ in range(20):
+            results[i] = backend.to_numpy(m.predict(inputs[i]))
+            np.testing.assert_array_equal(results[i], serial[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for got, want in zip(results, serial, strict=True):
+        np.testing.assert_array_equal(got, want)
