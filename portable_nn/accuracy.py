@@ -4,6 +4,8 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+import array_api_extra as xpx
+
 from . import _xp
 from ._typing import Array, Namespace
 
@@ -71,7 +73,7 @@ class CategoricalAccuracy(Accuracy):
         if self.binary or _xp.is_lazy(y):
             return y
         if y.ndim == 2:
-            y = xp.argmax(y, axis=1)
+            y = xp.argmax(xp.astype(y, xp.int8) if y.dtype == xp.bool else y, axis=1)
         int_dtype = _xp.default_int(xp, _xp.array_device(y))
         return y if y.dtype == int_dtype else xp.astype(y, int_dtype)
 
@@ -88,7 +90,13 @@ class RegressionAccuracy(Accuracy):
     def init(self, y: Any, reinit: bool = False) -> None:
         if self.precision is None or reinit:
             xp = _xp.namespace(y)
-            self.precision = xp.std(y) / 250
+            self.precision = xp.std(self.prepare_targets(xp, y)) / 250
+
+    def prepare_targets(self, xp: Namespace, y: Array) -> Array:
+        """Integer or bool targets as the namespace's default floating dtype (std and differences need floats)."""
+        if xp.isdtype(y.dtype, "real floating"):
+            return y
+        return xp.astype(y, xpx.default_dtype(xp, device=_xp.array_device(y)))
 
     def to(self, like: Array) -> None:
         if self.precision is not None:

@@ -52,7 +52,11 @@ class Model:
     def set(self, *, loss: Loss | None = None, optimizer: Optimizer | None = None,
             accuracy: Accuracy | None = None) -> Model:
         self.loss = loss if loss is not None else self.loss
-        self.optimizer = optimizer if optimizer is not None else self.optimizer
+        if optimizer is not None and optimizer is not self.optimizer:  # a new optimizer starts from fresh state
+            for p in Network(self.layers).parameters():
+                for key in list(p.state):
+                    p.set_state(key, None)
+            self.optimizer = optimizer
         self.accuracy = accuracy if accuracy is not None else self.accuracy
         self.plan = None
         return self

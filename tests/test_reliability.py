@@ -127,3 +127,30 @@ def test_predict_from_eight_threads_equals_serial(backend):
         t.join()
     for got, want in zip(results, serial, strict=True):
         np.testing.assert_array_equal(got, want)
+
+
+@pytest.mark.parametrize("form", ["uint16", "uint64", "bool one-hot"])
+def test_every_label_form_trains(backend, form):
+    X, y = spiral_data(5, 3, seed=5)
+    labels = np.eye(3, dtype=bool)[y] if form == "bool one-hot" else y.astype(form)
+    hist = spiral_model().train(backend.asarray(X), backend.asarray(labels), epochs=2, verbose=False)
+    assert np.isfinite(hist.loss[-1]) and 0.0 <= hist.accuracy[-1] <= 1.0
+
+
+@pytest.mark.parametrize("dtype", [np.int32, np.bool_])
+def test_integer_and_bool_regression_targets_train(backend, dtype):
+    X, y = spiral_data(5, 2, seed=6)
+    m = spiral_model(pnn.MeanSquaredError(), pnn.Linear(), n_out=1)
+    hist = m.train(backend.asarray(X), backend.asarray(y.astype(dtype)), epochs=2, verbose=False)
+    assert np.isfinite(hist.loss[-1])
+
+
+def test_a_new_optimizer_starts_from_fresh_state(backend):
+    X, y = spiral_data(5, 3, seed=7)
+    m = spiral_model()
+    m.train(backend.asarray(X), backend.asarray(y), epochs=2, verbose=False)
+    assert m.layers[0].weight_cache is not None
+    m.set(optimizer=pnn.RMSprop(1e-3)).finalize()
+    assert m.layers[0].weight_cache is None and m.layers[0].weight_momentum is None
+    m.train(backend.asarray(X), backend.asarray(y), epochs=1, verbose=False)
+    assert m.layers[0].weight_momentum is None and m.layers[0].weight_cache is not None

@@ -94,9 +94,10 @@ def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None
     if classes and y.ndim == 1:
         if not xp.isdtype(y.dtype, "integral"):
             raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
-        checks["labels >= 0"] = xp.min(y) >= 0
+        labels = xp.astype(y, xp.int64) if y.dtype in (xp.uint16, xp.uint32, xp.uint64) else y  # PyTorch: no min
+        checks["labels >= 0"] = xp.min(labels) >= 0
         if n_out is not None:
-            checks[f"labels < {n_out}"] = xp.max(y) < n_out
+            checks[f"labels < {n_out}"] = xp.max(labels) < n_out
     elif target_kind == "binary":
         checks["binary targets"] = xp.all((y == 0) | (y == 1))
     elif xp.isdtype(y.dtype, "real floating"):
