@@ -13,7 +13,7 @@ from __future__ import annotations
 import io as _io
 import json
 import os
-import tempfile
+import zipfile
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +22,12 @@ import numpy as np
 from . import _xp
 from .accuracy import Accuracy
 from .activations import Activation  # noqa: F401 - registers every activation class
+from .files import MAX_BYTES, atomic_write, read_bounded
 from .layers import Layer
 from .losses import Loss
 from .optimizers import Optimizer
 
-__all__ = ["FORMAT_VERSION", "ModelParts", "assign_arrays", "assign_parameters", "load_parameters",
+__all__ = ["FORMAT_VERSION", "MAX_BYTES", "ModelParts", "assign_arrays", "assign_parameters", "load_parameters",
            "read_model", "save_model", "save_parameters"]
 
 FORMAT = "portable_nn"
@@ -66,22 +67,7 @@ def _write(path: Any, header: dict[str, Any], arrays: dict[str, np.ndarray]) -> 
     header = dict(header, arrays={k: {"shape": list(v.shape), "dtype": v.dtype.name} for k, v in arrays.items()})
     payload: dict[str, Any] = {HEADER: np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)}
     payload.update(arrays)
-    path = os.fspath(path)
-    folder = os.path.dirname(os.path.abspath(path))
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=".portable_nn-", suffix=".tmp", dir=folder)
-    except OSError as exc:  # name the user's path, not the temporary one
-        raise OSError(exc.errno, f"cannot write {path}: {exc.strerror}") from None
-    try:
-        with os.fdopen(fd, "wb") as f:
-            np.savez(f, **payload)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        if os.path.exists(tmp):
-            os.unlink(tmp)
-        raise
+    atomic_write(path, lambda f: np.savez(f, **payload))
 
 
 def _checked_array(name: str, value: np.ndarray, spec: Any) -> np.ndarray:
@@ -97,12 +83,19 @@ def _checked_array(name: str, value: np.ndarray, spec: Any) -> np.ndarray:
     return value
 
 
-def _read(path: Any, kind: str) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
-    """Header and arrays of a file, every shape/dtype checked; ValueError otherwise."""
+def _read(path: Any, kind: str, max_bytes: int = MAX_BYTES) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    """Header and arrays of a file, every size, shape and dtype checked; ValueError otherwise.
+
+    Bounded: a regular file of at most ``max_bytes``, whose zip members
+    declare at most ``max_bytes`` in all, before anything is decompressed.
+    """
     path = os.fspath(path)
-    with open(path, "rb") as f:  # OSError (missing, unreadable) propagates as is
-        raw = f.read()
+    raw = read_bounded(path, max_bytes)  # OSError (missing, unreadable, not a file) propagates
     try:
+        declared = sum(info.file_size for info in zipfile.ZipFile(_io.BytesIO(raw)).infolist())
+        if declared > max_bytes:
+            raise ValueError(f"its members inflate to {declared} bytes, more than the limit of {max_bytes} "
+                             "(pass max_bytes= to allow it)")
         with np.load(_io.BytesIO(raw), allow_pickle=False) as npz:
             if HEADER not in npz.files:
                 raise ValueError("no portable_nn header")
@@ -200,6 +193,22 @@ def save_model(path: Any, layers: list[Any], loss: Any, accuracy: Any, optimizer
     _write(path, header, _arrays(trainable, True))
 
 
+def _check_declared_size(path: Any, specs: list[Any], arrays: dict[str, np.ndarray]) -> None:
+    """The sizes the JSON declares (``n_inputs * n_neurons``) fit the stored arrays: checked before any
+    layer draws its initial weights, so a tiny file cannot ask for gigabytes."""
+    declared = 0
+    for spec in specs:
+        config = spec.get("config") if isinstance(spec, dict) else None
+        if isinstance(config, dict) and {"n_inputs", "n_neurons"} <= set(config):
+            n_in, n_out = config["n_inputs"], config["n_neurons"]
+            if type(n_in) is not int or type(n_out) is not int:
+                raise ValueError(f"{path}: invalid layer sizes {n_in!r}, {n_out!r}")
+            declared += n_in * n_out
+    stored = sum(a.size for a in arrays.values())
+    if declared > stored:
+        raise ValueError(f"{path}: the architecture declares {declared} weights but the file stores {stored} values")
+
+
 def _build(registry: dict[str, Any], spec: Any, what: str, path: Any) -> Any:
     if spec is None:
         return None
@@ -211,12 +220,13 @@ def _build(registry: dict[str, Any], spec: Any, what: str, path: Any) -> Any:
         raise ValueError(f"{path}: invalid {what} {spec!r} ({exc})") from None
 
 
-def read_model(path: Any) -> ModelParts:
+def read_model(path: Any, max_bytes: int = MAX_BYTES) -> ModelParts:
     """The objects and arrays of a model file; every class comes from a registry, never from the file."""
-    header, arrays = _read(path, "model")
+    header, arrays = _read(path, "model", max_bytes)
     specs = header.get("layers")
     if not isinstance(specs, list) or not specs:
         raise ValueError(f"{path}: the model file lists no layers")
+    _check_declared_size(path, specs, arrays)
     layers = [_build(Layer.registry, spec, "layer", path) for spec in specs]
     optimizer = None
     opt_spec = header.get("optimizer")

@@ -191,9 +191,9 @@ class Model:
         io.save_model(path, self.layers, self.loss, self.accuracy, self.optimizer)
 
     @classmethod
-    def load(cls, path: Any) -> Model:
-        """A finalized model with host NumPy parameters (placed at the first forward)."""
-        parts = io.read_model(path)
+    def load(cls, path: Any, *, max_bytes: int = io.MAX_BYTES) -> Model:
+        """A finalized model with host NumPy parameters (placed at the first forward); at most ``max_bytes``."""
+        parts = io.read_model(path, max_bytes)
         model = cls()
         for layer in parts.layers:
             model.add(layer)

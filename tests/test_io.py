@@ -4,6 +4,9 @@ import contextlib
 import io
 import os
 import pickle
+import stat
+import subprocess
+import sys
 import zipfile
 
 import numpy as np
@@ -175,3 +178,89 @@ def test_fuzz_mutated_valid_files_only_raise_value_or_os_errors(tmp_path, valid_
     if data.draw(st.booleans()):
         raw = raw[: data.draw(st.integers(0, len(raw)))]
     _load_bytes(tmp_path, bytes(raw))
+
+
+def numpy_model():
+    m, _, _ = trained_model(type("B", (), {"asarray": staticmethod(lambda a, dtype=None: np.asarray(a))}), epochs=1)
+    return m
+
+
+def test_save_follows_a_symlink_and_keeps_the_files_mode(tmp_path):
+    m = numpy_model()
+    target = tmp_path / "real.npz"
+    m.save(target)
+    os.chmod(target, 0o644)
+    link = tmp_path / "link.npz"
+    link.symlink_to(target)
+    m.save(link)
+    assert link.is_symlink() and os.readlink(link) == str(target)  # the link stays a link
+    assert (target.stat().st_mode & 0o777) == 0o644
+    pnn.Model.load(link)
+    fresh = tmp_path / "new.npz"
+    m.save(fresh)
+    umask = os.umask(0o022)
+    os.umask(umask)
+    assert (fresh.stat().st_mode & 0o777) == 0o666 & ~umask
+
+
+def test_save_refuses_what_is_not_a_regular_file(tmp_path):
+    m = numpy_model()
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match=f"cannot write {fifo}: not a regular file"):
+        m.save(fifo)
+    with pytest.raises(OSError, match="not a regular file"):
+        m.save(tmp_path)  # a folder
+    assert stat.S_ISFIFO(os.stat(fifo).st_mode)
+
+
+def test_a_later_save_removes_temporaries_a_killed_writer_left(tmp_path):
+    m = numpy_model()
+    path = tmp_path / "model.npz"
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True, text=True,
+                          check=True).stdout.strip()  # a process id that has exited
+    stale = tmp_path / f".model.npz.portable_nn-{dead}-abcd.tmp"
+    stale.write_bytes(b"x" * 1000)
+    other = tmp_path / f".other.npz.portable_nn-{dead}-abcd.tmp"  # another target's: not ours to remove
+    other.write_bytes(b"y")
+    m.save(path)
+    assert not stale.exists() and other.exists() and path.exists()
+
+
+def test_reading_is_bounded(tmp_path):
+    m = numpy_model()
+    path = tmp_path / "model.npz"
+    m.save(path)
+    with pytest.raises(ValueError, match="more than the limit of 100 .pass max_bytes= to allow it."):
+        pnn.Model.load(path, max_bytes=100)
+    with pytest.raises(OSError, match="not a regular file"):
+        pnn.Model.load("/dev/zero")
+    fifo = tmp_path / "pipe"
+    os.mkfifo(fifo)
+    with pytest.raises(OSError, match="not a regular file"):  # no hang waiting for a writer
+        pnn.Model.load(fifo)
+
+
+def test_a_member_that_inflates_past_the_limit_is_refused_before_it_is_read(tmp_path):
+    path = tmp_path / "bomb.npz"
+    with zipfile.ZipFile(path, "w", compression=zipfile.ZIP_DEFLATED) as z:
+        z.writestr("__portable_nn__.npy", b"\0" * (4 << 20))  # 4 MiB of zeros: a few KiB on disk
+    assert path.stat().st_size < 100_000
+    with pytest.raises(ValueError, match="inflate to 4194304 bytes, more than the limit of 1000000"):
+        pnn.Model.load(path, max_bytes=1_000_000)
+
+
+def test_declared_sizes_are_checked_before_any_weight_is_drawn(tmp_path):
+    import json
+
+    m = numpy_model()
+    path = tmp_path / "model.npz"
+    m.save(path)
+    with np.load(path) as f:
+        content = {k: f[k] for k in f.files}
+    header = json.loads(content["__portable_nn__"].tobytes())
+    header["layers"][0]["config"].update(n_inputs=10**6, n_neurons=10**6)
+    content["__portable_nn__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(path, **content)
+    with pytest.raises(ValueError, match=r"declares 1000000\d+ weights but the file stores \d+ values"):
+        pnn.Model.load(path)
