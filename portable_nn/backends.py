@@ -89,6 +89,8 @@ def get_backend(name: str, device: str | None = None) -> Backend:  # noqa: PLR09
             raise BackendUnavailable(f"jax: no {device} device ({exc})") from None
         return Backend(name, xp, dev, lambda a: jax.device_put(xp.asarray(a), dev))
     if name == "dask":
+        if device not in (None, "cpu"):  # NumPy-backed chunks: never silently on the CPU when a GPU was asked for
+            raise BackendUnavailable(f"dask runs on NumPy chunks on the cpu here, got device {device!r}")
         da = _need(name, "dask.array")
         xp = importlib.import_module("array_api_compat.dask.array")
 

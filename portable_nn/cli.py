@@ -12,10 +12,12 @@ Errors are one line on stderr (exit status 2), not a traceback.
 from __future__ import annotations
 
 import argparse
+import io
 import math
 import os
 import sys
 import time
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -25,6 +27,7 @@ from . import datasets
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import Linear, ReLU, Sigmoid, Softmax
 from .backends import BACKENDS, BackendUnavailable, get_backend
+from .files import read_bounded
 from .layers import Dense
 from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, MeanSquaredError
 from .model import Model
@@ -110,7 +113,8 @@ class Progress:
         if self.bar is not None:
             self.bar.update(info["global_step"] - self.done)
             self.bar.set_postfix(text, refresh=False)
-        else:
+        elif info["global_step"] * 10 // info["total_steps"] > self.done * 10 // info["total_steps"]:
+            # without tqdm: a line at each tenth of the run, not at every report
             print(f"epoch {info['epoch']} step {info['step']}: " + ", ".join(f"{k} {v}" for k, v in text.items()),
                   file=sys.stderr)
         self.done = info["global_step"]
@@ -161,7 +165,7 @@ def cmd_evaluate(args: Any) -> int:
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
     _, _, X, y = load_dataset(args.dataset, args.seed)
-    loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size)
+    loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size or None)
     print(f"{args.dataset} test data on {args.backend}: loss {loss:.4f}, acc {acc:.4f}")
     return 0
 
@@ -169,20 +173,29 @@ def cmd_evaluate(args: Any) -> int:
 def cmd_predict(args: Any) -> int:
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
-    if args.input.endswith(".npy"):
-        X = np.load(args.input, allow_pickle=False)
-    else:
-        X = np.loadtxt(args.input, delimiter=",", ndmin=2)
+    raw = read_bounded(args.input)  # a regular file of bounded size: never /dev/zero or a FIFO
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # an empty CSV: NumPy's warning becomes our one-line error
+        try:
+            if args.input.endswith(".npy"):
+                X = np.load(io.BytesIO(raw), allow_pickle=False)
+            else:
+                X = np.loadtxt(io.StringIO(raw.decode("utf-8", errors="replace")), delimiter=",", ndmin=2)
+        except UserWarning as exc:
+            raise ValueError(f"{args.input}: {exc}") from None
+    if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
+        raise ValueError(f"{args.input}: expected real numbers, got dtype {X.dtype}")
     X = np.asarray(X, dtype=np.float32)
     if not np.all(np.isfinite(X)):
         raise ValueError(f"{args.input}: the input contains NaN or infinite values")
     from ._xp import to_numpy
 
-    out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size))
+    out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size or None))
     preds = to_numpy(model.layers[-1].predictions(backend.asarray(out)))
     if args.output:
-        np.save(args.output, np.asarray(preds), allow_pickle=False)
-        print(f"wrote {len(preds)} predictions to {args.output}")
+        written = args.output if args.output.endswith(".npy") else args.output + ".npy"  # what np.save writes
+        np.save(written, np.asarray(preds), allow_pickle=False)
+        print(f"wrote {len(preds)} predictions to {written}")
     else:
         for row in np.asarray(preds).reshape(len(preds), -1):
             print(" ".join(str(v) for v in row))
@@ -193,7 +206,7 @@ def cmd_check(args: Any) -> int:
     from .checking import check_all
 
     backend = get_backend(args.backend, args.device)
-    results = check_all(lambda a: backend.asarray(a, np.float64))
+    results = check_all(lambda a: backend.asarray(a, np.float64), seed=args.seed)
     width = max(len(r.name) for r in results)
     print(f"gradient check on {args.backend} ({backend.device}), float64, central differences")
     print(f"{'layer / loss':<{width}}  {'max rel. error':>14}  result")
@@ -251,7 +264,14 @@ def parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     try:
-        return int(args.func(args))
+        with np.errstate(over="ignore", invalid="ignore", divide="ignore"):  # divergence is reported, not warned
+            return int(args.func(args))
+    except BrokenPipeError:  # `portable-nn check | head -1`: the reader left; no traceback, no message
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        return 1
+    except MemoryError:
+        print("portable-nn: error: out of memory (a smaller --hidden or --batch-size?)", file=sys.stderr)
+        return 2
     except BackendUnavailable as exc:
         print(f"portable-nn: error: {exc}", file=sys.stderr)
         return 2

@@ -138,7 +138,8 @@ class Model:
                    validation_data=validation_data, shuffle=shuffle, seed=seed, verbose=verbose, callback=callback)
 
     def _check(self, what: str, X: Any, y: Any) -> None:
-        check_data(what, X, y, n_inputs=self.network.n_inputs(), n_outputs=self.network.n_outputs(),
+        net = self.network
+        check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
                    target_kind=self.loss.target_kind)  # type: ignore[union-attr]
 
     def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None) -> tuple[float, float]:

@@ -16,6 +16,7 @@ floating dtype is cast to the layer's dtype; a non-floating array is a
 from __future__ import annotations
 
 import math
+import warnings
 from collections.abc import Mapping
 from types import MappingProxyType
 from typing import Any
@@ -110,7 +111,13 @@ class Parameter:
         """Move a host-held value and state (a seeded draw, a loaded file) to ``xp`` on ``device``."""
         dtype = _xp.float_dtype(xp, self.dtype)
         if _xp.is_numpy_array(self._value):
-            self.value = _xp.move(self._value, xp, device, dtype)
+            with warnings.catch_warnings():  # JAX without x64 warns, then truncates: refused below instead
+                warnings.simplefilter("ignore", UserWarning)
+                moved = _xp.move(self._value, xp, device, dtype)
+            if moved.dtype != dtype:
+                raise TypeError(f"{self.name}: {_xp.library_name(moved)} stores {self.dtype} as {moved.dtype}; "
+                                "with JAX, enable float64 first: jax.config.update('jax_enable_x64', True)")
+            self.value = moved
         for key, value in list(self._state.items()):
             if _xp.is_numpy_array(value):
                 self.set_state(key, _xp.move(value, xp, device, dtype))

@@ -94,3 +94,31 @@ def test_predict_refuses_non_finite_inputs(tmp_path, capsys):
     np.save(bad, np.full((2, 2), np.nan, dtype=np.float32))
     code, _, err = run(capsys, "predict", str(model), "--input", str(bad))
     assert code == 2 and "the input contains NaN or infinite values" in err
+
+
+def test_inputs_that_are_not_plain_rows_are_one_line_errors(tmp_path, capsys):
+    model = tmp_path / "m.npz"
+    assert run(capsys, "train", "--epochs", "3", "--quiet", "--save", str(model))[0] == 0
+    empty = tmp_path / "empty.csv"
+    empty.write_text("")
+    scalar = tmp_path / "scalar.npy"
+    np.save(scalar, np.float32(1.0))
+    for source, message in ((empty, "input contained no data"), (scalar, "X must have shape"),
+                            ("/dev/zero", "not a regular file")):
+        code, _, err = run(capsys, "predict", str(model), "--input", str(source))
+        assert code == 2 and err.count("\n") == 1 and message in err, err
+
+
+def test_predict_says_the_file_it_wrote_and_check_takes_its_seed(tmp_path, capsys):
+    model, rows = tmp_path / "m.npz", tmp_path / "x.npy"
+    assert run(capsys, "train", "--epochs", "3", "--quiet", "--save", str(model))[0] == 0
+    np.save(rows, np.zeros((4, 2), dtype=np.float32))
+    code, out, _ = run(capsys, "predict", str(model), "--input", str(rows), "--output", str(tmp_path / "out.txt"))
+    assert code == 0 and out.strip().endswith("out.txt.npy") and (tmp_path / "out.txt.npy").exists()
+    tables = [run(capsys, "check", "--seed", seed)[1] for seed in ("0", "1")]
+    assert tables[0] != tables[1] and all(t.strip().endswith("0 failed") for t in tables)
+
+
+def test_dask_on_a_gpu_is_refused(capsys):
+    code, _, err = run(capsys, "train", "--backend", "dask", "--device", "cuda", "--quiet", "--epochs", "1")
+    assert code == 2 and "dask runs on NumPy chunks on the cpu" in err

@@ -154,3 +154,48 @@ def test_a_new_optimizer_starts_from_fresh_state(backend):
     assert m.layers[0].weight_cache is None and m.layers[0].weight_momentum is None
     m.train(backend.asarray(X), backend.asarray(y), epochs=1, verbose=False)
     assert m.layers[0].weight_momentum is None and m.layers[0].weight_cache is not None
+
+
+def test_ctrl_c_stops_training_at_a_step_boundary():
+    """The interrupt lands mid-report; train stops after that step, with its history, never mid-update."""
+    import os
+    import signal
+
+    X, y = spiral_data(20, 3, seed=8)
+    m = spiral_model()
+    sent = []
+
+    def press_ctrl_c(info):
+        if not sent:
+            sent.append(info["global_step"])
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted; the model is at the end of epoch 3, step 1") as info:
+        m.train(X, y, epochs=10, print_every=3, verbose=False, callback=press_ctrl_c)
+    assert sent == [3] and m.optimizer.iterations == 3 and info.value.history.epoch == [1, 2, 3]
+    ref = spiral_model()
+    ref.train(X, y, epochs=3, verbose=False)
+    for (w, b), (wr, br) in zip(m.get_parameters(), ref.get_parameters(), strict=True):
+        np.testing.assert_array_equal(w, wr)
+        np.testing.assert_array_equal(b, br)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # the handler is put back
+
+
+def test_float64_data_beyond_float32s_range_is_refused_by_a_float32_model(backend):
+    X, y = spiral_data(5, 3, seed=9)
+    big = X.astype(np.float64)
+    big[0, 0] = 1e300
+    m = spiral_model()
+    with pytest.raises(ValueError, match="Model.evaluate: X holds values beyond float32's range"):
+        m.evaluate(backend.asarray(big), backend.asarray(y))
+
+
+def test_float64_layers_on_jax_without_x64_are_refused():
+    pytest.importorskip("jax")
+    import subprocess
+    import sys
+
+    code = ("import jax.numpy as jnp, portable_nn as pnn\n"
+            "pnn.Dense(2, 3, dtype='float64').forward(jnp.ones((1, 2), dtype=jnp.float32))\n")
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
+    assert proc.returncode != 0 and "jax.config.update('jax_enable_x64', True)" in proc.stderr, proc.stderr

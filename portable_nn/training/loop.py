@@ -7,7 +7,9 @@ at the end), where the divergence guard also looks.
 
 from __future__ import annotations
 
+import signal
 import sys
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -87,26 +89,60 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
         Xv, yv = validation_data
         validation = (Xv, *prepared_targets(plan, _xp.namespace(Xv), yv), batches(int(Xv.shape[0]), batch_size))
     run = _Run()
-    for epoch in range(1, epochs + 1):
-        Xe, yle, yae = X, y_loss, y_acc
-        if shuffle:
-            order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
-            Xe, yle, yae = (xp.take(a, order, axis=0) for a in (X, y_loss, y_acc))
-        run.epoch, run.loss_sum, run.correct_sum, run.seen, run.compared = epoch, 0.0, 0, 0, 0
-        for i, rows in enumerate(slices):
-            run.step, run.global_step = i + 1, run.global_step + 1
-            guard.at(epoch, i + 1)
-            xb = Xe[rows, ...]
-            batch_loss, correct, compared = train_step(plan, xb, yle[rows, ...], yae[rows, ...], guard.before_update)
-            guard.after_step(batch_loss)
-            run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
-            run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
-            if i == len(slices) - 1:
-                accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
-                run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
-            if run.global_step % print_every == 0 or run.global_step == total_steps:
-                _report(plan, xp, history, run, guard, verbose, callback, total_steps)
+    with _StepBoundaryInterrupts() as interrupts:
+        for epoch in range(1, epochs + 1):
+            Xe, yle, yae = X, y_loss, y_acc
+            if shuffle:
+                order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
+                Xe, yle, yae = (xp.take(a, order, axis=0) for a in (X, y_loss, y_acc))
+            run.epoch, run.loss_sum, run.correct_sum, run.seen, run.compared = epoch, 0.0, 0, 0, 0
+            for i, rows in enumerate(slices):
+                run.step, run.global_step = i + 1, run.global_step + 1
+                guard.at(epoch, i + 1)
+                xb, ylb, yab = Xe[rows, ...], yle[rows, ...], yae[rows, ...]
+                batch_loss, correct, compared = train_step(plan, xb, ylb, yab, guard.before_update)
+                guard.after_step(batch_loss)
+                run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
+                run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
+                if i == len(slices) - 1:
+                    accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
+                    run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
+                at_report = run.global_step % print_every == 0 or run.global_step == total_steps
+                if at_report or interrupts.pending:
+                    _report(plan, xp, history, run, guard, verbose and at_report, callback, total_steps)
+                if interrupts.pending:
+                    interrupted = KeyboardInterrupt(
+                        f"Model.train: interrupted; the model is at the end of epoch {epoch}, step {i + 1} "
+                        f"({run.global_step} of {total_steps} steps); the exception's .history holds the figures")
+                    interrupted.history = history  # type: ignore[attr-defined]
+                    raise interrupted
     return history
+
+
+class _StepBoundaryInterrupts:
+    """Ctrl-C during ``train`` takes effect between two steps, never inside an update (main thread only).
+
+    A second Ctrl-C stops at once.
+    """
+
+    def __init__(self) -> None:
+        self.pending = False
+        self.previous: Any = None
+
+    def __enter__(self) -> _StepBoundaryInterrupts:
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            self.previous = signal.signal(signal.SIGINT, self._handle)
+        return self
+
+    def _handle(self, signum: int, frame: Any) -> None:
+        if self.pending:
+            raise KeyboardInterrupt
+        self.pending = True
+
+    def __exit__(self, *exc: object) -> None:
+        if self.previous is not None:
+            signal.signal(signal.SIGINT, self.previous)
 
 
 def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: Any) -> dict[str, Any]:

@@ -45,8 +45,11 @@ def check_features(what: str, X: Any, n_inputs: int | None = None) -> Namespace:
     return xp
 
 
+FLOAT32_MAX = 3.4028234663852886e38
+
+
 def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind: str,
-               n_inputs: int | None = None) -> Namespace:
+               n_inputs: int | None = None, dtype: str | None = None) -> Namespace:
     """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss)."""
     xp = check_features(what, X, n_inputs)
     if X.shape[0] == 0:
@@ -55,6 +58,8 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
     # finite values overflow it: only then is the exact element-wise check run.
     # One pass over X and no X-sized temporary for the common, clean case.
     checks: dict[str, Array] = {"X": xp.all(xp.isfinite(xp.sum(X, axis=0)))}
+    if dtype == "float32" and X.dtype == xp.float64:  # the model would compute inf from finite float64 data
+        checks["X fits float32"] = xp.max(xp.abs(X)) <= FLOAT32_MAX
     if y is not None:
         checks.update(_check_targets(what, xp, X, y, n_outputs, target_kind))
     ok = dict(zip(checks, _xp.to_host(xp, list(checks.values())), strict=True))
@@ -65,6 +70,8 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
             continue
         if name in ("X", "y"):
             raise ValueError(f"Model.{what}: {name} contains NaN or infinite values")
+        if name == "X fits float32":
+            raise ValueError(f"Model.{what}: X holds values beyond float32's range, the model's dtype")
         if name == "binary targets":
             raise ValueError(f"Model.{what}: binary targets must be 0 or 1")
         raise ValueError(f"Model.{what}: class labels must be in [0, {n_outputs}), the model has {n_outputs} outputs")
