@@ -12,6 +12,7 @@ Errors are one line on stderr (exit status 2), not a traceback.
 from __future__ import annotations
 
 import argparse
+import importlib.util
 import io
 import math
 import os
@@ -133,6 +134,8 @@ def cmd_train(args: Any) -> int:
     for option, path in (("--save", args.save), ("--plot", args.plot)):  # fail before training, not after
         if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
             raise OSError(f"{option} {path}: the folder does not exist")
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plot needs matplotlib: pip install 'portable_nn[plot]'")
     epochs = args.epochs if args.epochs is not None else cfg["epochs"]
     batch_size = args.batch_size if args.batch_size is not None else cfg["batch_size"]
     batch_size = batch_size or None

@@ -216,16 +216,16 @@ def _build(registry: dict[str, Any], spec: Any, what: str, path: Any) -> Any:
         raise ValueError(f"{path}: unknown {what} {spec!r}; known: {sorted(registry)}")
     try:
         return registry[spec["type"]](**spec.get("config", {}))
-    except (TypeError, ValueError) as exc:
-        raise ValueError(f"{path}: invalid {what} {spec!r} ({exc})") from None
+    except (TypeError, ValueError, OverflowError) as exc:  # OverflowError: float() of a huge JSON integer
+        raise ValueError(f"{path}: invalid {what} ({type(exc).__name__}: {exc})") from None
 
 
 def read_model(path: Any, max_bytes: int = MAX_BYTES) -> ModelParts:
     """The objects and arrays of a model file; every class comes from a registry, never from the file."""
     header, arrays = _read(path, "model", max_bytes)
     specs = header.get("layers")
-    if not isinstance(specs, list) or not specs:
-        raise ValueError(f"{path}: the model file lists no layers")
+    if not isinstance(specs, list) or not specs or not all(isinstance(spec, dict) for spec in specs):
+        raise ValueError(f"{path}: the model file lists no layers, or a layer that is not an object")
     _check_declared_size(path, specs, arrays)
     layers = [_build(Layer.registry, spec, "layer", path) for spec in specs]
     optimizer = None

@@ -43,6 +43,7 @@ class Loss:
     target_kind: ClassVar[str] = "values"
     input_kind: ClassVar[str] = "values"
     dinput: Any = None
+    output: Any = None  # a fused loss keeps the probabilities its forward computed here
     trainable_layers: tuple[Any, ...] = ()
 
     def __init_subclass__(cls, **kwargs: Any) -> None:

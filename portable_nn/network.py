@@ -88,13 +88,13 @@ class Network:
             x = layer.forward(x, training) if getattr(layer, "has_training_mode", False) else layer.forward(x)
         return x
 
-    def infer(self, x: Array) -> Array:
+    def infer(self, x: Array, upto: int | None = None) -> Array:
         """Inference that writes nothing to the layers (safe from several threads once placed).
 
         Each layer runs as a shallow copy: it shares the parameters, and the
         inputs and outputs that ``forward`` keeps for ``backward`` land on the copy.
         """
-        for layer in self.layers:
+        for layer in self.layers[:upto]:
             step = copy.copy(layer)
             x = step.forward(x, False) if getattr(layer, "has_training_mode", False) else step.forward(x)
         return x

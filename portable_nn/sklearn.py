@@ -8,6 +8,7 @@ Needs scikit-learn (``pip install portable_nn[sklearn]``).
 
 from __future__ import annotations
 
+import numbers
 from typing import Any
 
 import numpy as np
@@ -72,14 +73,28 @@ class _NeuralNetBase(BaseEstimator):
         return tags
 
     def _seed(self) -> int:
-        if self.random_state is None:
+        """A seed from ``random_state``: None, an int or a ``RandomState``, as ``MLPClassifier`` takes them."""
+        state = self.random_state
+        if state is None:
             return int(np.random.SeedSequence().generate_state(1)[0] % (2**31))
-        if isinstance(self.random_state, (int, np.integer)):
-            return int(self.random_state)
-        return int(self.random_state.randint(2**31))  # a RandomState instance
+        if isinstance(state, numbers.Integral) and not isinstance(state, bool):
+            return int(state)
+        if isinstance(state, np.random.RandomState):
+            return int(state.randint(2**31))
+        raise ValueError(f"{type(self).__name__}: random_state must be None, an int or a numpy RandomState "
+                         f"(as for MLPClassifier), got {state!r}")
+
+    def _sizes(self) -> tuple[int, ...]:
+        """``hidden_layer_sizes`` as a tuple of positive ints (an int is one layer, as for MLPClassifier)."""
+        sizes = self.hidden_layer_sizes
+        sizes = (sizes,) if isinstance(sizes, numbers.Integral) else tuple(sizes)
+        if any(isinstance(h, bool) or not isinstance(h, numbers.Integral) or h < 1 for h in sizes):
+            raise ValueError(f"{type(self).__name__}: hidden_layer_sizes must be positive integers, "
+                             f"got {self.hidden_layer_sizes!r}")
+        return tuple(int(h) for h in sizes)
 
     def _build(self, n_in: int, n_out: int, output: Any, loss: Any, accuracy: Any) -> Model:
-        sizes = tuple(int(h) for h in self.hidden_layer_sizes)
+        sizes = self._sizes()
         seed = self._seed()
         model = Model()
         width = n_in

@@ -264,3 +264,40 @@ def test_declared_sizes_are_checked_before_any_weight_is_drawn(tmp_path):
     np.savez(path, **content)
     with pytest.raises(ValueError, match=r"declares 1000000\d+ weights but the file stores \d+ values"):
         pnn.Model.load(path)
+
+
+JSON_VALUES = st.recursive(
+    st.none() | st.booleans() | st.integers(-(10**400), 10**400) | st.floats(allow_nan=True) | st.text(max_size=8),
+    lambda inner: st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=8), inner, max_size=3),
+    max_leaves=6,
+)
+
+
+@settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(field=st.sampled_from(["version", "kind", "format", "layers", "loss", "optimizer", "arrays", "n_inputs",
+                              "n_neurons", "iterations", "dtype", "rate"]), value=JSON_VALUES)
+def test_fuzz_header_fields_only_raise_value_or_os_errors_quickly(tmp_path, valid_file_bytes, field, value):
+    """Any JSON value in any header field: a ValueError/OSError or a model, in bounded time and memory."""
+    import json
+
+    path = tmp_path / "fuzzed.npz"
+    path.write_bytes(valid_file_bytes)
+    with np.load(path) as f:
+        content = {k: f[k] for k in f.files}
+    header = json.loads(content["__portable_nn__"].tobytes())
+    if field in ("n_inputs", "n_neurons", "dtype"):
+        header["layers"][0]["config"][field] = value
+    elif field == "rate":
+        header["layers"][2]["config"][field] = value
+    elif field == "iterations":
+        header["optimizer"][field] = value
+    else:
+        header[field] = value
+    try:
+        encoded = json.dumps(header).encode()
+    except (ValueError, OverflowError):
+        return  # not JSON at all (e.g. an integer too long to print): nothing to write
+    content["__portable_nn__"] = np.frombuffer(encoded, dtype=np.uint8)
+    np.savez(path, **content)
+    with contextlib.suppress(ValueError, OSError):
+        pnn.Model.load(path)

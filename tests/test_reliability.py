@@ -199,3 +199,24 @@ def test_float64_layers_on_jax_without_x64_are_refused():
             "pnn.Dense(2, 3, dtype='float64').forward(jnp.ones((1, 2), dtype=jnp.float32))\n")
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=False)
     assert proc.returncode != 0 and "jax.config.update('jax_enable_x64', True)" in proc.stderr, proc.stderr
+
+
+def test_evaluate_from_eight_threads_equals_serial(backend):
+    X, y = spiral_data(40, 3, seed=10)
+    m = spiral_model()
+    m.train(backend.asarray(X), backend.asarray(y), epochs=3, verbose=False)
+    parts = [(backend.asarray(X[i * 10:(i + 1) * 10 + i]), backend.asarray(y[i * 10:(i + 1) * 10 + i]))
+             for i in range(8)]
+    serial = [m.evaluate(*part) for part in parts]
+    results: list = [None] * 8
+
+    def work(i):
+        for _ in range(10):
+            results[i] = m.evaluate(*parts[i])
+
+    threads = [threading.Thread(target=work, args=(i,)) for i in range(8)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert results == serial

@@ -1,5 +1,6 @@
 """scikit-learn estimators: check_estimator, and array API dispatch keeping data on its device."""
 
+import numpy as np
 import pytest
 
 sklearn = pytest.importorskip("sklearn")
@@ -60,3 +61,14 @@ def test_numpy_use_without_dispatch():
     assert clf.score(X, y) > 0.85
     assert clf.predict_proba(X).shape == (120, 2)
     assert len(clf.history_.loss) == 60
+
+
+@pytest.mark.only_xp_backends("numpy", reason="scikit-learn's parameter handling, once")
+def test_parameters_are_taken_as_mlpclassifier_takes_them(backend):
+    X, y = make_classification(n_samples=60, n_features=4, random_state=0)
+    clf = NeuralNetClassifier(hidden_layer_sizes=5, epochs=2, random_state=np.random.RandomState(0)).fit(X, y)
+    assert clf.model_.layers[0].n_neurons == 5
+    with pytest.raises(ValueError, match=r"hidden_layer_sizes must be positive integers, got \(2.5,\)"):
+        NeuralNetClassifier(hidden_layer_sizes=(2.5,), epochs=1).fit(X, y)
+    with pytest.raises(ValueError, match="random_state must be None, an int or a numpy RandomState"):
+        NeuralNetClassifier(epochs=1, random_state=np.random.default_rng(0)).fit(X, y)

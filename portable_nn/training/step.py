@@ -15,6 +15,7 @@ wrapper can take it as it is, without reaching into layers.
 
 from __future__ import annotations
 
+import copy
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -78,14 +79,16 @@ class StepResult(NamedTuple):
     correct: Array
 
 
-def losses_and_output(plan: Plan, x: Array, y_loss: Array, training: bool) -> tuple[Array, Array]:
-    """Per-sample losses and the model's output (probabilities for a fused Softmax)."""
-    if plan.fused is not None:
-        losses = plan.fused.forward(plan.network.forward(x, training, upto=plan.body), y_loss)
-        output = _fused_output(plan)
-        return losses, output
-    output = plan.network.forward(x, training)
-    return plan.loss.forward(output, y_loss), output
+def losses_and_output(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array]:
+    """Inference: per-sample losses and the model's output (probabilities for a fused Softmax).
+
+    Writes nothing to the layers or the loss (copies run instead): ``evaluate``
+    is safe from several threads, like ``predict``.
+    """
+    loss = copy.copy(plan.fused if plan.fused is not None else plan.loss)
+    inputs = plan.network.infer(x, upto=plan.body)
+    losses = loss.forward(inputs, y_loss)
+    return losses, loss.output if plan.fused is not None else inputs
 
 
 def loss_sum_and_grad(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array, Array]:
@@ -192,7 +195,7 @@ def evaluate_sums(plan: Plan, X: Array, y_loss: Array, y_acc: Array,
     compared = 0
     losses = None
     for s in batches:
-        losses, output = losses_and_output(plan, X[s, ...], y_loss[s, ...], training=False)
+        losses, output = losses_and_output(plan, X[s, ...], y_loss[s, ...])
         correct, n = count_correct(plan, output, y_acc[s, ...])
         loss_sum = loss_sum + xp.sum(losses)
         correct_sum, compared = correct_sum + correct, compared + n
