@@ -301,3 +301,10 @@ def test_fuzz_header_fields_only_raise_value_or_os_errors_quickly(tmp_path, vali
     np.savez(path, **content)
     with contextlib.suppress(ValueError, OSError):
         pnn.Model.load(path)
+
+
+def test_a_failed_save_names_the_users_path(tmp_path):
+    target = tmp_path / "missing" / "model.npz"
+    with pytest.raises(OSError, match=f"cannot write {target}: No such file or directory") as info:
+        numpy_model().save(target)
+    assert ".tmp" not in str(info.value)
