@@ -122,3 +122,54 @@ def test_predict_says_the_file_it_wrote_and_check_takes_its_seed(tmp_path, capsy
 def test_dask_on_a_gpu_is_refused(capsys):
     code, _, err = run(capsys, "train", "--backend", "dask", "--device", "cuda", "--quiet", "--epochs", "1")
     assert code == 2 and "dask runs on NumPy chunks on the cpu" in err
+
+
+def test_files_that_are_not_models_and_batch_size_zero(tmp_path, capsys):
+    npy, png = tmp_path / "x.npy", tmp_path / "x.png"
+    np.save(npy, np.zeros((2, 2)))
+    png.write_bytes(b"\x89PNG\r\n\x1a\n" + b"\0" * 64)
+    for path in (npy, png):
+        code, _, err = run(capsys, "evaluate", str(path))
+        assert code == 2 and err.count("\n") == 1 and "not a valid portable_nn model file" in err, err
+    model = tmp_path / "m.npz"
+    assert run(capsys, "train", "--epochs", "3", "--quiet", "--save", str(model))[0] == 0
+    code, out, _ = run(capsys, "evaluate", str(model), "--batch-size", "0")  # 0 = full batch, as in train
+    assert code == 0 and "acc" in out
+
+
+def test_without_tqdm_and_matplotlib(monkeypatch, tmp_path, capsys):
+    import builtins
+    import importlib.util
+
+    real_import, real_find_spec = builtins.__import__, importlib.util.find_spec
+
+    def no_tqdm(name, *args, **kwargs):
+        if name.startswith("tqdm"):
+            raise ImportError("no tqdm here")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_tqdm)
+    code, _, err = run(capsys, "train", "--epochs", "500", "--print-every", "1")
+    assert code == 0 and 5 <= err.count("\n") <= 11  # a line at each tenth, not 500
+    monkeypatch.setattr(importlib.util, "find_spec", lambda name, *a: None if name == "matplotlib" else
+                        real_find_spec(name, *a))
+    code, out, err = run(capsys, "train", "--epochs", "5", "--quiet", "--plot", str(tmp_path / "p.png"))
+    assert code == 2 and "--plot needs matplotlib" in err and "spiral on" not in out
+
+
+def test_a_divergence_is_one_line_without_numpy_warnings(capsys):
+    code, _, err = run(capsys, "train", "--epochs", "50", "--quiet", "--learning-rate", "1e30")  # float32 overflows
+    assert code == 2 and err.count("\n") == 1 and "loss became" in err and "RuntimeWarning" not in err, err
+
+
+def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, capsys):
+    import subprocess
+    import sys
+
+    model, rows = tmp_path / "m.npz", tmp_path / "x.npy"
+    assert run(capsys, "train", "--epochs", "3", "--quiet", "--save", str(model))[0] == 0
+    np.save(rows, np.zeros((200_000, 2), dtype=np.float32))  # far more output than a pipe holds
+    proc = subprocess.run(f"{sys.executable} -m portable_nn predict {model} --input {rows} | head -1", shell=True,
+                          capture_output=True, text=True, timeout=120, check=False)
+    assert proc.stdout.strip() == "0" or proc.stdout.strip().isdigit(), proc.stdout
+    assert proc.stderr == "", proc.stderr  # no traceback, no "error: [Errno 32] Broken pipe"
