@@ -220,3 +220,14 @@ def test_evaluate_from_eight_threads_equals_serial(backend):
     for t in threads:
         t.join()
     assert results == serial
+
+
+def test_an_optimizer_state_that_overflows_is_a_divergence(backend):
+    """RMSprop(1e6) keeps a finite loss while its cache overflows: train must not return as if all were well."""
+    from portable_nn.datasets import sine_data
+
+    X, y = sine_data(200)
+    m = pnn.Model().add(pnn.Dense(1, 16, seed=0)).add(pnn.ReLU()).add(pnn.Dense(16, 1, seed=1)).add(pnn.Linear())
+    m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.RMSprop(learning_rate=1e6)).finalize()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError, match="non-finite"):
+        m.train(backend.asarray(X), backend.asarray(y), epochs=100, print_every=10, verbose=False)

@@ -53,10 +53,14 @@ class Guard:
     def check(self, host_values: list[float]) -> None:
         """At a report point, with the read-back values of ``pending()``: raise on divergence."""
 
+    def at_end(self) -> None:
+        """Once, after the last step."""
+
 
 def all_finite(xp: Namespace, network: Network) -> Array:
-    """One 0-d device bool: every parameter value is finite."""
-    return xp.all(xp.stack([xp.all(xp.isfinite(p.value)) for p in network.parameters()]))
+    """One 0-d device bool: every parameter value and every optimizer state array is finite."""
+    arrays = [a for p in network.parameters() for a in (p.value, *p.state.values())]
+    return xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
 
 
 class EagerGuard(Guard):
@@ -74,6 +78,14 @@ class EagerGuard(Guard):
                           "still finite")
             raise FloatingPointError(
                 f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {state} {_HINT}"
+            )
+
+    def at_end(self) -> None:
+        # the loss can stay finite while the optimizer state overflows (RMSprop's cache): once a call, not a step
+        if not bool(all_finite(self.xp, self.network)):
+            raise FloatingPointError(
+                "Model.train: the optimizer state became non-finite although the loss stayed finite; the "
+                "parameters stopped learning (lower the learning rate; a new optimizer starts from fresh state)"
             )
 
 
@@ -107,8 +119,8 @@ class DeferredGuard(Guard):
         if not params_finite:
             self._restore()
             raise FloatingPointError(
-                f"Model.train: the parameters became non-finite by epoch {self.epoch}, step {self.step} "
-                f"(an update overflowed); the parameters are back at finite values {_HINT}"
+                f"Model.train: the parameters or the optimizer state became non-finite by epoch {self.epoch}, "
+                f"step {self.step} (an update overflowed); the parameters are back at finite values {_HINT}"
             )
         self.losses.clear()
         self.snapshot = self._take()

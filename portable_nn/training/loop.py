@@ -116,6 +116,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                         f"({run.global_step} of {total_steps} steps); the exception's .history holds the figures")
                     interrupted.history = history  # type: ignore[attr-defined]
                     raise interrupted
+    guard.at_end()
     return history
 
 
