@@ -178,7 +178,7 @@ def load_parameters(trainable: list[Any], path: Any) -> None:
     assign_arrays(trainable, arrays, path, with_state=False)
 
 
-def save_model(path: Any, layers: list[Any], loss: Any, accuracy: Any, optimizer: Any) -> None:
+def save_model(path: Any, layers: list[Any], trainable: list[Any], loss: Any, accuracy: Any, optimizer: Any) -> None:
     """Architecture (JSON), parameters and optimizer state in one ``.npz``."""
     header = {
         "format": FORMAT,
@@ -189,7 +189,6 @@ def save_model(path: Any, layers: list[Any], loss: Any, accuracy: Any, optimizer
         "accuracy": _spec(accuracy),
         "optimizer": None if optimizer is None else dict(_spec(optimizer) or {}, iterations=optimizer.iterations),
     }
-    trainable = [layer for layer in layers if hasattr(layer, "parameters") and layer.parameters()]
     _write(path, header, _arrays(trainable, True))
 
 

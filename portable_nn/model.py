@@ -53,7 +53,7 @@ class Model:
             accuracy: Accuracy | None = None) -> Model:
         self.loss = loss if loss is not None else self.loss
         if optimizer is not None and optimizer is not self.optimizer:  # a new optimizer starts from fresh state
-            for p in Network(self.layers).parameters():
+            for p in self.network.parameters():
                 for key in list(p.state):
                     p.set_state(key, None)
             self.optimizer = optimizer
@@ -67,7 +67,7 @@ class Model:
             raise ValueError("Model.finalize: the model has no layers; call model.add(...) first")
         if self.loss is None:
             raise ValueError("Model.finalize: no loss; call model.set(loss=..., optimizer=..., accuracy=...) first")
-        self.network = Network(self.layers)
+        self.network.skip_first_dinput()
         self.network.check_chain()
         if self.accuracy is None:
             self.accuracy = self.loss.default_accuracy()
@@ -94,14 +94,14 @@ class Model:
         DLPack where both libraries share memory, the host otherwise.  The
         explicit way to move a trained model (e.g. from CuPy to NumPy).
         """
-        Network(self.layers).to(like)
+        self.network.to(like)
         if self.accuracy is not None:
             self.accuracy.to(like)
         return self
 
     def forward(self, x: Array, training: bool = False) -> Array:
         """The output of the last layer (probabilities for Softmax)."""
-        return Network(self.layers).forward(x, training)
+        return self.network.forward(x, training)
 
     # -- training and inference -------------------------------------------------
     def train(
@@ -162,7 +162,7 @@ class Model:
         if not self.layers:
             raise RuntimeError("Model.predict: the model has no layers")
         batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
-        network = Network(self.layers) if self.plan is None else self.network
+        network = self.network
         xp = check_features("predict", X, network.n_inputs())
         if X.shape[0] == 0:
             batch_size = None  # one (empty) batch: an empty result of the right width
@@ -174,22 +174,22 @@ class Model:
     def get_parameters(self) -> list[tuple[Array, ...]]:
         """``[(weight, bias), ...]`` of the trainable layers, in order: copies, which later training leaves alone."""
         return [tuple(_xp.namespace(p.value).asarray(p.value, copy=True) for p in layer.parameters())
-                for layer in Network(self.layers).trainable]
+                for layer in self.network.trainable]
 
     def set_parameters(self, parameters: Any) -> None:
         """Assign ``[(weight, bias), ...]``; arrays move to where the model lives, in its dtype."""
-        io.assign_parameters(Network(self.layers).trainable, list(parameters), "Model.set_parameters")
+        io.assign_parameters(self.network.trainable, list(parameters), "Model.set_parameters")
 
     def save_parameters(self, path: Any) -> None:
         """Only the trainable parameters (load them into a model of the same architecture)."""
-        io.save_parameters(Network(self.layers).trainable, path)
+        io.save_parameters(self.network.trainable, path)
 
     def load_parameters(self, path: Any) -> None:
-        io.load_parameters(Network(self.layers).trainable, path)
+        io.load_parameters(self.network.trainable, path)
 
     def save(self, path: Any) -> None:
         """Architecture (JSON), parameters and optimizer state in one ``.npz``; no pickle."""
-        io.save_model(path, self.layers, self.loss, self.accuracy, self.optimizer)
+        io.save_model(path, self.layers, self.network.trainable, self.loss, self.accuracy, self.optimizer)
 
     @classmethod
     def load(cls, path: Any, *, max_bytes: int = io.MAX_BYTES) -> Model:
@@ -204,7 +204,7 @@ class Model:
                 model.finalize()
             except ValueError as exc:
                 raise ValueError(f"{path}: {exc}") from None
-        io.assign_arrays(Network(model.layers).trainable, parts.arrays, path, with_state=True)
+        io.assign_arrays(model.network.trainable, parts.arrays, path, with_state=True)
         return model
 
 

@@ -95,10 +95,11 @@ class Parameter:
         if self._value is not None and tuple(value.shape) != tuple(self._value.shape):
             raise ValueError(f"{what}: expected an array of shape {tuple(self._value.shape)}, got {tuple(value.shape)}")
         xp = _xp.namespace(value)
-        if value.dtype == _xp.float_dtype(xp, self.dtype):
+        dtype = _xp.float_dtype(xp, self.dtype)
+        if value.dtype == dtype:
             return value
         _xp.check_floating(xp, value, what)
-        return xp.astype(value, _xp.float_dtype(xp, self.dtype))
+        return xp.astype(value, dtype)
 
     def to_dtype(self, dtype: str) -> None:
         """Cast the value and the state to ``dtype`` (``gradcheck`` checks a float64 copy)."""

@@ -6,7 +6,7 @@ update them in place where the backend allows.
 
 ``step`` is the same step as **one function of explicit arrays**:
 parameters, optimizer state, a batch, the learning rate and step counter (and
-optionally a random generator for dropout) in; new parameters, new state,
+optionally a seed for dropout) in; new parameters, new state,
 the batch's loss sum and correct count out.  It runs the portable reference
 path only, mutates none of its inputs and leaves the layers as it found
 them, so a compiler (``jax.jit``, ``torch.compile``) or a data-parallel
@@ -48,7 +48,6 @@ class Plan:
 
     def __post_init__(self) -> None:
         # fixed from finalize() on (add() makes a new plan): not rebuilt every step
-        self.trainable = self.network.trainable
         self.parameters = self.network.parameters()
 
     def __getstate__(self) -> dict[str, Any]:
