@@ -1,5 +1,6 @@
 """Model: the book's experiments (short), fused path, reports, placement, errors."""
 
+import re
 import warnings
 
 import numpy as np
@@ -373,11 +374,54 @@ def test_an_overflowing_update_is_reported_truthfully(backend):
     m.set(optimizer=pnn.SGD(learning_rate=1e300)).finalize()
     with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError) as info:
         m.train(backend.asarray(X), backend.asarray(y), epochs=50, batch_size=30, print_every=1, verbose=False)
-    finite = all(np.all(np.isfinite(backend.to_numpy(w))) and np.all(np.isfinite(backend.to_numpy(b)))
-                 for w, b in m.get_parameters())
-    message = str(info.value)
-    assert ("finite values" in message) == finite, message
-    assert finite or "an earlier update overflowed" in message
+    # the update that overflowed is undone: the kept parameters are the last ones whose loss was finite
+    assert "whose loss was finite" in str(info.value), str(info.value)
+    for w, b in m.get_parameters():
+        assert np.all(np.isfinite(backend.to_numpy(w))) and np.all(np.isfinite(backend.to_numpy(b)))
+    assert np.isfinite(m.evaluate(backend.asarray(X), backend.asarray(y))[0])
+
+
+def diverging_sine_model() -> pnn.Model:
+    """Plain SGD at 3.0 on the sine data scaled by 100: finite for ~20 epochs, then the loss overflows."""
+    m = pnn.Model().add(pnn.Dense(1, 16, seed=0)).add(pnn.ReLU()).add(pnn.Dense(16, 1, seed=1)).add(pnn.Linear())
+    return m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.SGD(learning_rate=3.0)).finalize()
+
+
+@pytest.mark.parametrize("print_every", [1, 7, 1000])
+def test_a_diverged_model_can_go_on_at_a_lower_learning_rate(backend, print_every):
+    """Issue 10, item 8: after FloatingPointError the kept parameters predict finite values and train on."""
+    X, y = sine_data(100)
+    Xb, yb = backend.asarray(X), backend.asarray(y * 100)
+    m = diverging_sine_model()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError) as info:
+        m.train(Xb, yb, epochs=500, print_every=print_every, verbose=False)
+    assert "whose loss was finite" in str(info.value) or "when this call began" in str(info.value)
+    assert np.all(np.isfinite(backend.to_numpy(m.predict(Xb))))
+    loss, _ = m.evaluate(Xb, yb)
+    assert np.isfinite(loss)
+    m.set(optimizer=pnn.SGD(learning_rate=1e-3)).finalize()
+    history = m.train(Xb, yb, epochs=3, verbose=False)
+    assert all(np.isfinite(history.loss))
+
+
+def test_the_kept_state_is_the_last_one_whose_loss_was_finite():
+    """On the eager path the restored parameters are exactly those of the last finite step (NumPy, both paths)."""
+    X, y = sine_data(100)
+    for fast in (True, False):
+        m = diverging_sine_model()
+        seen: list[list[np.ndarray]] = []
+
+        def remember(info, m=m, seen=seen):
+            seen.append([np.array(w, copy=True) for w, _ in m.get_parameters()])
+
+        with pnn.fast_paths(fast), np.errstate(over="ignore", invalid="ignore"), \
+                pytest.raises(FloatingPointError, match=r"at epoch (\d+), step 1; .*epoch (\d+), step 1,") as info:
+            m.train(X, y * 100, epochs=500, print_every=1, verbose=False, callback=remember)
+        failed, kept = map(int, re.search(r"at epoch (\d+).*epoch (\d+)", str(info.value)).groups())
+        assert kept == failed - 1
+        # seen[k] are the parameters after epoch k+1's update, i.e. those epoch k+2 computed its loss with
+        for w, expected in zip((w for w, _ in m.get_parameters()), seen[kept - 2], strict=True):
+            np.testing.assert_array_equal(w, expected)
 
 
 def test_features_that_do_not_fit_the_model_are_named(backend):

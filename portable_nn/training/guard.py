@@ -3,16 +3,16 @@
 One policy per kind of backend, chosen from the data:
 
 * **eager** (host arrays: NumPy, array-api-strict, PyTorch CPU -- a read-back
-  is free): the loss is checked every step *before* the update, so the
-  parameters keep their last finite values -- unless an update itself
-  overflowed while the loss was still finite, which the error then says;
+  is free): the loss is checked every step *before* the update;
 * **deferred** (devices and lazy arrays -- a read-back per step would stall
   the device): a device flag "the loss is finite" gates the fused CuPy
   kernels; the step losses and one "all parameters are finite" flag are read
-  back at report points only, and a non-finite one restores the parameters
-  of the last report point (copied there when the kernels update in place).
+  back at report points only.
 
-Either way ``Model.train`` raises ``FloatingPointError`` naming the epoch and step.
+Either way ``Model.train`` raises ``FloatingPointError`` naming the epoch and
+step, and the parameters go back to the latest kept state *whose loss was
+finite*: their forward pass is finite, so training can go on at a lower
+learning rate (an update that overflowed is undone, not kept).
 """
 
 from __future__ import annotations
@@ -63,22 +63,81 @@ def all_finite(xp: Namespace, network: Network) -> Array:
     return xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
 
 
-class EagerGuard(Guard):
-    """Host arrays: check every step before the update (a free read-back)."""
+class _Kept:
+    """Snapshots of every parameter's value and state, and the optimizer's counters.
 
-    def __init__(self, xp: Namespace, network: Network) -> None:
+    ``verified`` is the latest snapshot whose loss was finite: what a
+    divergence restores, so the kept parameters give a finite forward pass and
+    training can go on at a lower learning rate.  Snapshots hold references
+    where updates make new arrays (free) and copies where the kernels write in
+    place (NumPy/CuPy flat buffers).
+    """
+
+    def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
+        self.xp, self.network, self.optimizer = xp, network, optimizer
+        self.verified: tuple[Any, int, int] | None = None
+
+    def free(self) -> bool:
+        """Whether a snapshot costs nothing (no parameter lives in a buffer that is updated in place)."""
+        return all(p.owner is None for p in self.network.parameters())
+
+    def take(self) -> Any:
+        def keep(p: Any, a: Array) -> Array:
+            return self.xp.asarray(a, copy=True) if p.owner is not None else a
+
+        params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()})
+                  for p in self.network.parameters()]
+        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate)
+
+    def restore(self, snapshot: Any) -> None:
+        params, (iterations, lr) = snapshot
+        for p, value, state in params:
+            p.value = value
+            for key in list(p.state):
+                if key not in state:
+                    p.set_state(key, None)
+            for key, s in state.items():
+                p.set_state(key, s)
+        self.optimizer.iterations, self.optimizer.current_learning_rate = iterations, lr
+
+    def restore_verified(self, fallback: Any = None) -> str:
+        """Restore the last snapshot whose loss was finite; say where the parameters are now."""
+        if self.verified is None:
+            if fallback is not None:
+                self.restore(fallback)
+            return "the parameters are as they were when this call began (its first loss was not finite)"
+        snapshot, epoch, step = self.verified
+        self.restore(snapshot)
+        return f"the parameters are back to those of epoch {epoch}, step {step}, whose loss was finite"
+
+
+class EagerGuard(Guard):
+    """Host arrays: check every step before the update (a free read-back).
+
+    A finite loss verifies the parameters it was computed with; they are kept
+    (by reference: every step; where the update writes in place: at each
+    epoch's first step and every ``COPY_EVERY`` steps, one copy each).
+    """
+
+    COPY_EVERY = 100
+
+    def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
         super().__init__()
         self.xp, self.network = xp, network
+        self.kept = _Kept(xp, network, optimizer)
+        self.since = 0
 
     def before_update(self, loss_sum: Array) -> None:
         value = float(loss_sum)
         if not math.isfinite(value):
-            state = ("the parameters keep their last finite values" if bool(all_finite(self.xp, self.network))
-                     else "the parameters are not finite either: an earlier update overflowed while the loss was "
-                          "still finite")
+            where = self.kept.restore_verified()
             raise FloatingPointError(
-                f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {state} {_HINT}"
+                f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {where} {_HINT}"
             )
+        self.since += 1
+        if (self.kept.verified is None or self.step == 1 or self.since >= self.COPY_EVERY
+                or self.kept.free()):
+            self.kept.verified, self.since = (self.kept.take(), self.epoch, self.step), 0
 
     def at_end(self) -> None:
         # the loss can stay finite while the optimizer state overflows (RMSprop's cache): once a call, not a step
@@ -90,13 +149,19 @@ class EagerGuard(Guard):
 
 
 class DeferredGuard(Guard):
-    """Devices: no sync per step; check at report points and roll back to the last one."""
+    """Devices: no sync per step; check at report points.
+
+    A snapshot is taken at each report point (and when the call begins); the
+    first loss read back after it verifies it.  A divergence restores the
+    latest verified snapshot.
+    """
 
     def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
         super().__init__()
-        self.xp, self.network, self.optimizer = xp, network, optimizer
+        self.xp, self.network = xp, network
+        self.kept = _Kept(xp, network, optimizer)
         self.losses: list[tuple[int, int, Array]] = []
-        self.snapshot = self._take()
+        self.snapshot = self.kept.take()
 
     def before_update(self, loss_sum: Array) -> Array:
         return self.xp.isfinite(loss_sum)
@@ -109,45 +174,27 @@ class DeferredGuard(Guard):
 
     def check(self, host_values: list[float]) -> None:
         *losses, params_finite = host_values
+        if self.losses and math.isfinite(losses[0]):
+            epoch, step, _ = self.losses[0]
+            self.kept.verified = (self.snapshot, epoch, step)
         for (epoch, step, _), value in zip(self.losses, losses, strict=True):
             if not math.isfinite(value):
-                self._restore()
+                where = self.kept.restore_verified(fallback=self.snapshot)
                 raise FloatingPointError(
-                    f"Model.train: the loss became {value} at epoch {epoch}, step {step}; "
-                    f"the parameters are back at finite values {_HINT}"
+                    f"Model.train: the loss became {value} at epoch {epoch}, step {step}; {where} {_HINT}"
                 )
         if not params_finite:
-            self._restore()
+            where = self.kept.restore_verified(fallback=self.snapshot)
             raise FloatingPointError(
                 f"Model.train: the parameters or the optimizer state became non-finite by epoch {self.epoch}, "
-                f"step {self.step} (an update overflowed); the parameters are back at finite values {_HINT}"
+                f"step {self.step} (an update overflowed); {where} {_HINT}"
             )
         self.losses.clear()
-        self.snapshot = self._take()
-
-    def _take(self) -> Any:
-        """Every parameter's value and state: references where updates rebind, copies where kernels write in place."""
-        def keep(p: Any, a: Array) -> Array:
-            return self.xp.asarray(a, copy=True) if p.owner is not None else a
-
-        params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()})
-                  for p in self.network.parameters()]
-        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate)
-
-    def _restore(self) -> None:
-        params, (iterations, lr) = self.snapshot
-        for p, value, state in params:
-            p.value = value
-            for key in list(p.state):
-                if key not in state:
-                    p.set_state(key, None)
-            for key, s in state.items():
-                p.set_state(key, s)
-        self.optimizer.iterations, self.optimizer.current_learning_rate = iterations, lr
+        self.snapshot = self.kept.take()
 
 
 def guard_for(X: Array, network: Network, optimizer: Optimizer) -> Guard:
     """The policy for data ``X``: eager where a read-back is free, deferred elsewhere."""
     if _xp.cheap_sync(X):
-        return EagerGuard(_xp.namespace(X), network)
+        return EagerGuard(_xp.namespace(X), network, optimizer)
     return DeferredGuard(_xp.namespace(X), network, optimizer)
