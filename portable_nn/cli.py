@@ -12,6 +12,7 @@ Errors are one line on stderr (exit status 2), not a traceback.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib.util
 import io
 import math
@@ -19,7 +20,7 @@ import os
 import sys
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
@@ -156,6 +157,7 @@ def cmd_train(args: Any) -> int:
     print(f"train: loss {history.loss[-1]:.4f}, acc {history.accuracy[-1]:.4f} | "
           f"test: loss {test_loss:.4f}, acc {test_acc:.4f}")
     if args.save:
+        model.metadata["dataset"] = args.dataset  # evaluate's default, and named when data do not fit
         model.save(args.save)
         print(f"saved model to {args.save}")
     if args.plot:
@@ -164,11 +166,26 @@ def cmd_train(args: Any) -> int:
     return 0
 
 
+@contextlib.contextmanager
+def _naming_the_training_data(args: Any, trained_on: Any) -> Iterator[None]:
+    """Data that do not fit the model: the error says which data set the model was trained on."""
+    try:
+        yield
+    except ValueError as exc:
+        if isinstance(trained_on, str) and trained_on != getattr(args, "dataset", None):
+            raise ValueError(f"{exc} ({args.model} was trained on --dataset {trained_on})") from None
+        raise
+
+
 def cmd_evaluate(args: Any) -> int:
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
+    trained_on = model.metadata.get("dataset")
+    if args.dataset is None:
+        args.dataset = trained_on if trained_on in DEFAULTS else "spiral"
     _, _, X, y = load_dataset(args.dataset, args.seed)
-    loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size or None)
+    with _naming_the_training_data(args, trained_on):
+        loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size or None)
     print(f"{args.dataset} test data on {args.backend}: loss {loss:.4f}, acc {acc:.4f}")
     return 0
 
@@ -193,7 +210,8 @@ def cmd_predict(args: Any) -> int:
         raise ValueError(f"{args.input}: the input contains NaN or infinite values")
     from ._xp import to_numpy
 
-    out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size or None))
+    with _naming_the_training_data(args, model.metadata.get("dataset")):
+        out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size or None))
     preds = to_numpy(model.layers[-1].predictions(backend.asarray(out)))
     if args.output:
         written = args.output if args.output.endswith(".npy") else args.output + ".npy"  # what np.save writes
@@ -246,7 +264,8 @@ def parser() -> argparse.ArgumentParser:
     e = sub.add_parser("evaluate", help="evaluate a saved model on a data set's test split")
     common(e)
     e.add_argument("model")
-    e.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
+    e.add_argument("--dataset", default=None, choices=sorted(DEFAULTS),
+                   help="default: the one the model was trained on (stored in the file), else spiral")
     e.add_argument("--batch-size", type=int, default=None)
     e.set_defaults(func=cmd_evaluate)
 

@@ -46,6 +46,21 @@ class ModelParts:
     accuracy: Any
     optimizer: Any
     arrays: dict[str, np.ndarray]
+    metadata: dict[str, Any]
+
+
+def checked_metadata(metadata: Any, where: str) -> dict[str, Any]:
+    """A model's metadata: a JSON object with string keys (e.g. ``{"dataset": "digits"}``), at most 64 KiB."""
+    if not isinstance(metadata, dict) or not all(isinstance(k, str) for k in metadata):
+        raise TypeError(f"{where}: metadata must be a dict with string keys, got {type(metadata).__name__}")
+    try:
+        text = json.dumps(metadata, allow_nan=False)
+    except (TypeError, ValueError) as exc:
+        raise TypeError(f"{where}: metadata must hold only JSON values (str, finite numbers, bool, None, "
+                        f"lists, dicts): {exc}") from None
+    if len(text) > 1 << 16:
+        raise ValueError(f"{where}: metadata takes {len(text)} bytes as JSON; at most 65536")
+    return dict(metadata)
 
 
 def _spec(obj: Any) -> dict[str, Any] | None:
@@ -178,8 +193,9 @@ def load_parameters(trainable: list[Any], path: Any) -> None:
     assign_arrays(trainable, arrays, path, with_state=False)
 
 
-def save_model(path: Any, layers: list[Any], trainable: list[Any], loss: Any, accuracy: Any, optimizer: Any) -> None:
-    """Architecture (JSON), parameters and optimizer state in one ``.npz``."""
+def save_model(path: Any, layers: list[Any], trainable: list[Any], loss: Any, accuracy: Any, optimizer: Any,
+               metadata: dict[str, Any] | None = None) -> None:
+    """Architecture (JSON), parameters, optimizer state and the user's metadata in one ``.npz``."""
     header = {
         "format": FORMAT,
         "version": FORMAT_VERSION,
@@ -188,6 +204,7 @@ def save_model(path: Any, layers: list[Any], trainable: list[Any], loss: Any, ac
         "loss": _spec(loss),
         "accuracy": _spec(accuracy),
         "optimizer": None if optimizer is None else dict(_spec(optimizer) or {}, iterations=optimizer.iterations),
+        "metadata": checked_metadata(metadata or {}, "Model.save"),
     }
     _write(path, header, _arrays(trainable, True))
 
@@ -238,5 +255,10 @@ def read_model(path: Any, max_bytes: int = MAX_BYTES) -> ModelParts:
             raise ValueError(f"{path}: invalid optimizer iterations {iterations!r}")
         optimizer.iterations = iterations
         optimizer.pre_update_params()
+    try:
+        metadata = checked_metadata(header.get("metadata", {}), f"{path}")  # absent in files before metadata
+    except TypeError as exc:
+        raise ValueError(str(exc)) from None
     return ModelParts(layers, _build(Loss.registry, header.get("loss"), "loss", path),
-                      _build(Accuracy.registry, header.get("accuracy"), "accuracy", path), optimizer, arrays)
+                      _build(Accuracy.registry, header.get("accuracy"), "accuracy", path), optimizer, arrays,
+                      metadata)

@@ -36,6 +36,8 @@ class Model:
         self.accuracy: Accuracy | None = None
         self.network = Network(self.layers)
         self.plan: Plan | None = None
+        # saved with the model and loaded back: JSON values only (the command line stores the data set's name)
+        self.metadata: dict[str, Any] = {}
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
@@ -188,14 +190,16 @@ class Model:
         io.load_parameters(self.network.trainable, path)
 
     def save(self, path: Any) -> None:
-        """Architecture (JSON), parameters and optimizer state in one ``.npz``; no pickle."""
-        io.save_model(path, self.layers, self.network.trainable, self.loss, self.accuracy, self.optimizer)
+        """Architecture (JSON), parameters, optimizer state and ``metadata`` in one ``.npz``; no pickle."""
+        io.save_model(path, self.layers, self.network.trainable, self.loss, self.accuracy, self.optimizer,
+                      self.metadata)
 
     @classmethod
     def load(cls, path: Any, *, max_bytes: int = io.MAX_BYTES) -> Model:
         """A finalized model with host NumPy parameters (placed at the first forward); at most ``max_bytes``."""
         parts = io.read_model(path, max_bytes)
         model = cls()
+        model.metadata = parts.metadata
         for layer in parts.layers:
             model.add(layer)
         model.set(loss=parts.loss, accuracy=parts.accuracy, optimizer=parts.optimizer)

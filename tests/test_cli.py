@@ -173,3 +173,30 @@ def test_a_reader_that_leaves_early_gets_no_traceback(tmp_path, capsys):
                           capture_output=True, text=True, timeout=120, check=False)
     assert proc.stdout.strip() == "0" or proc.stdout.strip().isdigit(), proc.stdout
     assert proc.stderr == "", proc.stderr  # no traceback, no "error: [Errno 32] Broken pipe"
+
+
+def test_evaluate_knows_the_data_set_a_model_was_trained_on(tmp_path, capsys):
+    """Issue 10, item 12: the file stores the data set; evaluate defaults to it and names it when data do not fit."""
+    pytest.importorskip("sklearn")
+    model = tmp_path / "digits.npz"
+    assert run(capsys, "train", "--dataset", "digits", "--epochs", "1", "--quiet", "--save", str(model))[0] == 0
+    code, out, _ = run(capsys, "evaluate", str(model))
+    assert code == 0 and out.startswith("digits test data"), out
+    code, _, err = run(capsys, "evaluate", str(model), "--dataset", "spiral")
+    assert code == 2 and err.count("\n") == 1
+    assert "X has 2 features but the model takes 64" in err and "was trained on --dataset digits" in err, err
+    inputs = tmp_path / "x.csv"
+    inputs.write_text("1,2,3\n")
+    code, _, err = run(capsys, "predict", str(model), "--input", str(inputs))
+    assert code == 2 and "was trained on --dataset digits" in err, err
+
+
+def test_out_of_memory_is_one_line(monkeypatch, capsys):
+    from portable_nn import cli
+
+    def huge(*args, **kwargs):
+        raise MemoryError
+
+    monkeypatch.setattr(cli, "build_model", huge)
+    code, _, err = run(capsys, "train", "--hidden", "100000000", "--quiet")
+    assert code == 2 and err == "portable-nn: error: out of memory (a smaller --hidden or --batch-size?)\n"

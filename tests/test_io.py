@@ -275,7 +275,7 @@ JSON_VALUES = st.recursive(
 
 @settings(max_examples=120, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(field=st.sampled_from(["version", "kind", "format", "layers", "loss", "optimizer", "arrays", "n_inputs",
-                              "n_neurons", "iterations", "dtype", "rate"]), value=JSON_VALUES)
+                              "n_neurons", "iterations", "dtype", "rate", "metadata"]), value=JSON_VALUES)
 def test_fuzz_header_fields_only_raise_value_or_os_errors_quickly(tmp_path, valid_file_bytes, field, value):
     """Any JSON value in any header field: a ValueError/OSError or a model, in bounded time and memory."""
     import json
@@ -308,3 +308,19 @@ def test_a_failed_save_names_the_users_path(tmp_path):
     with pytest.raises(OSError, match=f"cannot write {target}: No such file or directory") as info:
         numpy_model().save(target)
     assert ".tmp" not in str(info.value)
+
+
+def test_metadata_round_trips_and_must_be_json(tmp_path):
+    m = numpy_model()
+    m.metadata.update(dataset="digits", note={"epochs": [1, 2]})
+    path = tmp_path / "m.npz"
+    m.save(path)
+    assert pnn.Model.load(path).metadata == {"dataset": "digits", "note": {"epochs": [1, 2]}}
+    for bad in ({"x": float("nan")}, {"x": np.float32(1)}, {1: "a"}):
+        m.metadata = bad
+        with pytest.raises(TypeError, match="Model.save: metadata must"):
+            m.save(tmp_path / "bad.npz")
+    assert not (tmp_path / "bad.npz").exists()  # refused before anything is written
+    m.metadata = {"x": "y" * 70000}
+    with pytest.raises(ValueError, match="at most 65536"):
+        m.save(tmp_path / "big.npz")
