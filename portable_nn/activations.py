@@ -37,7 +37,9 @@ class ReLU(Activation):
     def forward(self, x: Array) -> Array:
         xp = _xp.namespace(x)
         self.input = x
-        self.output = xp.maximum(x, 0.0)
+        # a 0-d zero of x's dtype, not 0.0: array-api-compat promotes a Python scalar
+        # with torch.result_type, which breaks the graph under torch.compile
+        self.output = xp.maximum(x, xp.zeros((), dtype=x.dtype, device=_xp.array_device(x)))
         return self.output
 
     def backward(self, dvalue: Array) -> Array:

@@ -24,6 +24,7 @@ from collections.abc import Iterator, Sequence
 from typing import Any
 
 import numpy as np
+from array_api_compat import array_namespace
 
 from . import datasets
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
@@ -35,6 +36,7 @@ from .losses import BinaryCrossentropy, CategoricalCrossentropy, Loss, MeanSquar
 from .model import Model
 from .optimizers import Adam
 from .plotting import plot
+from .training import compiled
 
 __all__ = ["main"]
 
@@ -143,17 +145,22 @@ def cmd_train(args: Any) -> int:
     steps = epochs * (math.ceil(X.shape[0] / batch_size) if batch_size else 1)
     print_every = args.print_every if args.print_every is not None else max(1, steps // 100)
     Xb, yb = backend.asarray(X), backend.asarray(y)
+    compile_mode = "auto" if args.compile is None else args.compile
+    compiler = compiled.choose("train", array_namespace(Xb), compile_mode)
     progress = Progress(steps, args.quiet)
     start = time.perf_counter()
     try:
         history = model.train(Xb, yb, epochs=epochs, batch_size=batch_size, print_every=print_every,
-                              shuffle=batch_size is not None, seed=args.seed, verbose=False, callback=progress)
+                              shuffle=batch_size is not None, seed=args.seed, verbose=False, callback=progress,
+                              compile=compile_mode)
     finally:
         progress.close()
     seconds = time.perf_counter() - start
-    test_loss, test_acc = model.evaluate(backend.asarray(Xt), backend.asarray(yt), batch_size=batch_size)
+    test_loss, test_acc = model.evaluate(backend.asarray(Xt), backend.asarray(yt), batch_size=batch_size,
+                                         compile=compile_mode)
+    how = f", compiled with {compiler}, compile time included" if compiler else ""
     print(f"{args.dataset} on {args.backend} ({backend.device}): {epochs} epochs, {steps} steps in {seconds:.2f} s "
-          f"({1e3 * seconds / steps:.3f} ms/step)")
+          f"({1e3 * seconds / steps:.3f} ms/step{how})")
     print(f"train: loss {history.loss[-1]:.4f}, acc {history.accuracy[-1]:.4f} | "
           f"test: loss {test_loss:.4f}, acc {test_acc:.4f}")
     if args.save:
@@ -259,6 +266,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
     t.add_argument("--plot", metavar="PATH", help="write a PNG: decision boundary and training curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
+                   help="compile the training step (default: on JAX; --compile also on PyTorch)")
     t.set_defaults(func=cmd_train)
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on a data set's test split")

@@ -18,7 +18,7 @@ from .accuracy import Accuracy
 from .losses import Loss, fused_loss
 from .network import Network, is_layer
 from .optimizers import Optimizer
-from .training import History, Plan, fit
+from .training import History, Plan, compiled, fit
 from .training.loop import batches, prepared_targets
 from .training.step import evaluate_sums
 from .training.validate import check_data, check_features, check_pair, positive_int
@@ -119,6 +119,7 @@ class Model:
         seed: int | None = None,
         verbose: bool = True,
         callback: Callable[[dict[str, Any]], None] | None = None,
+        compile: bool | str = "auto",
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
@@ -126,6 +127,13 @@ class Model:
         step; only they read values back from the device.  A non-finite loss
         raises ``FloatingPointError`` naming the epoch and step (the policy
         per kind of backend: ``training/guard.py``).  Not thread-safe.
+
+        ``compile``: ``"auto"`` compiles the whole step where it pays off (JAX:
+        blocks of epochs under one ``jax.jit``), ``True`` also on PyTorch
+        (``torch.compile``; an error on a backend without a compiler),
+        ``False`` never (``training/compiled.py``).  On JAX, reports of a
+        compiled block are made when the block ends (``print_every`` // steps
+        per epoch epochs run per dispatch), with each step's exact figures.
         """
         plan = self._require("train", optimizer=True)
         epochs = positive_int("Model.train", "epochs", epochs)
@@ -134,29 +142,42 @@ class Model:
         self._check("train", X, y)
         if validation_data is not None:
             self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
+        compiler = compiled.choose("train", _xp.namespace(X), compile)
         self.network.place(X)
         plan.accuracy.init(y)
-        return fit(plan, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every,
-                   validation_data=validation_data, shuffle=shuffle, seed=seed, verbose=verbose, callback=callback)
+        kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
+                                  "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
+                                  "verbose": verbose, "callback": callback}
+        if compiler == "jax":
+            return compiled.fit_jax(plan, X, y, **kwargs)
+        if compiler == "torch":
+            return fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
+        return fit(plan, X, y, **kwargs)
 
     def _check(self, what: str, X: Any, y: Any) -> None:
         net = self.network
         check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
                    target_kind=self.loss.target_kind)  # type: ignore[union-attr]
 
-    def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None) -> tuple[float, float]:
-        """Mean data loss and accuracy on ``(X, y)``, as host floats."""
+    def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None,
+                 compile: bool | str = "auto") -> tuple[float, float]:
+        """Mean data loss and accuracy on ``(X, y)``, as host floats (``compile``: as in ``train``)."""
         plan = self._require("evaluate")
         batch_size = positive_int("Model.evaluate", "batch_size", batch_size, allow_none=True)
         self._check("evaluate", X, y)
         xp = _xp.namespace(X)
+        compiler = compiled.choose("evaluate", xp, compile)
         self.network.place(X)
         plan.accuracy.init(y)
         y_loss, y_acc = prepared_targets(plan, xp, y)
-        loss, acc = _xp.to_host(xp, list(evaluate_sums(plan, X, y_loss, y_acc, batches(int(X.shape[0]), batch_size))))
+        if compiler == "jax":
+            sums = compiled.evaluate_jax(plan, X, y_loss, y_acc, batch_size)
+        else:  # PyTorch evaluates eagerly: torch.compile of inference costs more than it saves here
+            sums = evaluate_sums(plan, X, y_loss, y_acc, batches(int(X.shape[0]), batch_size))
+        loss, acc = _xp.to_host(xp, list(sums))
         return loss, acc
 
-    def predict(self, X: Array, *, batch_size: int | None = None) -> Array:
+    def predict(self, X: Array, *, batch_size: int | None = None, compile: bool | str = "auto") -> Array:
         """The model's output for ``X``, an array of X's library and device (lazy on Dask).
 
         Writes no layer state (after the first call has placed the parameters).
@@ -166,9 +187,12 @@ class Model:
         batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
         network = self.network
         xp = check_features("predict", X, network.n_inputs())
+        compiler = compiled.choose("predict", xp, compile)
         if X.shape[0] == 0:
             batch_size = None  # one (empty) batch: an empty result of the right width
         network.place(X)
+        if compiler == "jax" and X.shape[0] and self.plan is not None:
+            return compiled.predict_jax(self.plan, X, batch_size)
         outputs = [network.infer(X[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
         return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
 

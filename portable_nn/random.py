@@ -18,7 +18,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-__all__ = ["Generator"]
+__all__ = ["Generator", "Replay"]
 
 
 class Generator:
@@ -35,6 +35,18 @@ class Generator:
         if state is None:
             state = self._states[key] = make()
         return state
+
+    def jax_key(self) -> Any:
+        """The JAX key the next draw splits (a compiled step threads it through as an array)."""
+        import jax
+
+        return self._state("jax", lambda: [jax.random.key(self.seed)])[0]
+
+    def with_jax_key(self, key: Any) -> Generator:
+        """A generator with this seed whose JAX stream continues from ``key`` (possibly traced)."""
+        g = Generator(self.seed)
+        g._states["jax"] = [key]
+        return g
 
     def uniform(self, xp: Any, shape: tuple[int, ...], *, dtype: Any, device: Any) -> Any:
         """An array of U[0, 1) draws of ``shape`` in namespace ``xp`` on ``device``."""
@@ -74,3 +86,15 @@ class Generator:
         rng = self._state(("host", name), lambda: np.random.default_rng(self.seed))
         host = rng.random(shape, dtype=np.float64 if "64" in str(dtype) else np.float32)
         return xp.asarray(host, dtype=dtype, device=device)
+
+
+class Replay(Generator):
+    """A draw made beforehand, handed out by ``uniform`` (a compiled PyTorch step gets its dropout noise as an
+    input: ``torch.Generator`` cannot be traced, and the eager stream stays the same)."""
+
+    def __init__(self, seed: int, draw: Any) -> None:
+        super().__init__(seed)
+        self.draw = draw
+
+    def uniform(self, xp: Any, shape: tuple[int, ...], *, dtype: Any, device: Any) -> Any:
+        return self.draw

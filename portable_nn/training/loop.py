@@ -70,8 +70,8 @@ class _Run:
 
 def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
         validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
-        callback: Callable[[dict[str, Any]], None] | None) -> History:
-    """Train ``plan`` on checked data; see ``Model.train``."""
+        callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any] = train_step) -> History:
+    """Train ``plan`` on checked data; see ``Model.train``.  ``step``: ``train_step`` or a compiled one."""
     xp = _xp.namespace(X)
     optimizer = plan.optimizer
     assert optimizer is not None
@@ -100,7 +100,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                 run.step, run.global_step = i + 1, run.global_step + 1
                 guard.at(epoch, i + 1)
                 xb, ylb, yab = Xe[rows, ...], yle[rows, ...], yae[rows, ...]
-                batch_loss, correct, compared = train_step(plan, xb, ylb, yab, guard.before_update)
+                batch_loss, correct, compared = step(plan, xb, ylb, yab, guard.before_update)
                 guard.after_step(batch_loss)
                 run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
                 run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
@@ -179,8 +179,14 @@ def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard
         info["regularization_loss"] = history.regularization_loss[-1]
     if history.val_loss:
         info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
+    emit(info, verbose, callback)
+
+
+def emit(info: dict[str, Any], verbose: bool, callback: Callable[[dict[str, Any]], None] | None) -> None:
+    """A report: the book's line (``verbose``) and the user's callback."""
     if verbose:
-        line = f"epoch: {info['epoch']}, step: {info['step']}, acc: {acc:.3f}, loss: {loss:.3f}, lr: {lr:.6g}"
+        line = (f"epoch: {info['epoch']}, step: {info['step']}, acc: {info['accuracy']:.3f}, "
+                f"loss: {info['loss']:.3f}, lr: {info['learning_rate']:.6g}")
         if "val_loss" in info:
             line += f", val_acc: {info['val_accuracy']:.3f}, val_loss: {info['val_loss']:.3f}"
         print(line, file=sys.stdout)

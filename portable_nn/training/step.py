@@ -15,9 +15,10 @@ wrapper can take it as it is, without reaching into layers.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
@@ -31,7 +32,8 @@ from ..network import Network
 from ..optimizers import Optimizer
 from ..random import Generator
 
-__all__ = ["Plan", "StepResult", "evaluate_sums", "loss_sum_and_grad", "step", "train_step"]
+__all__ = ["Plan", "StepResult", "apply_step", "bound", "evaluate_sums", "loss_sum_and_grad", "random_layers", "step",
+           "train_step"]
 
 
 @dataclass
@@ -45,16 +47,18 @@ class Plan:
     fused: Loss | None = None
 
     lock: Any = field(default_factory=threading.Lock, compare=False, repr=False)
+    # compiled functions (training/compiled.py), keyed by what fixes their shapes; never pickled
+    compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
     def __post_init__(self) -> None:
         # fixed from finalize() on (add() makes a new plan): not rebuilt every step
         self.parameters = self.network.parameters()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k != "lock"}
+        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "compiled")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, lock=threading.Lock())
+        self.__dict__.update(state, lock=threading.Lock(), compiled={})
 
     @property
     def body(self) -> int | None:
@@ -151,37 +155,59 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
     if len(params) != len(plist) or len(state) != len(plist):
         raise ValueError(f"step: the network has {len(plist)} parameters, got {len(params)} values "
                          f"and {len(state)} states")
-    optimizer = plan.optimizer
-    if optimizer is None:
+    if plan.optimizer is None:
         raise RuntimeError("step: the plan has no optimizer")
+    with bound(plan):
+        for i, layer in enumerate(random_layers(plan)):
+            layer.generator = Generator(layer.generator.seed if seed is None else seed + i)
+        return apply_step(plan, params, state, x, y_loss, y_acc, learning_rate, iteration)
+
+
+def random_layers(plan: Plan) -> list[Any]:
+    """The layers that draw random numbers (dropout), in order."""
+    return [layer for layer in plan.network.layers if isinstance(getattr(layer, "generator", None), Generator)]
+
+
+@contextlib.contextmanager
+def bound(plan: Plan) -> Iterator[None]:
+    """A scope in which a pure step may bind arrays to the layers: everything is put back at its end.
+
+    Holds the plan's lock and runs the portable reference path (no kernels).
+    """
+    plist = plan.parameters
     objects = [*plan.network.layers, plan.loss, plan.accuracy, *([plan.fused] if plan.fused is not None else [])]
     with plan.lock, kernels.fast_paths(False):
         saved_objects = [(obj, dict(obj.__dict__)) for obj in objects]
         saved_params = [(p, p._value, p._state, p.grad) for p in plist]
         try:
-            for p, value in zip(plist, params, strict=True):
-                p._value, p._state = p._conform(value, p.name), {}  # not the setter: the flat buffer stays valid
-            random_layers = [layer for layer in plan.network.layers if isinstance(getattr(layer, "generator", None),
-                                                                                  Generator)]
-            for i, layer in enumerate(random_layers):
-                layer.generator = Generator(layer.generator.seed if seed is None else seed + i)
-            loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
-            correct, _ = count_correct(plan, output, y_acc)
-            plan.network.backward(dvalue, upto=plan.body)
-            new_params, new_state = [], []
-            for p, s in zip(plist, state, strict=True):
-                xp = _xp.namespace(p.value)
-                current = {key: s[key] if s.get(key) is not None else xp.zeros_like(p.value)
-                           for key in optimizer.state_names}
-                value, current = optimizer.rule(xp, p.value, p.grad, current, learning_rate, iteration)
-                new_params.append(value)
-                new_state.append(current)
+            yield
         finally:
             for obj, attributes in saved_objects:
                 obj.__dict__.clear()
                 obj.__dict__.update(attributes)
             for p, value, st, grad in saved_params:
                 p._value, p._state, p.grad = value, st, grad
+
+
+def apply_step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Array, y_loss: Array,
+               y_acc: Array, learning_rate: Any, iteration: Any) -> StepResult:
+    """The step's computation, inside ``bound(plan)``: bind, forward, backward, the update rule."""
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    plist = plan.parameters
+    for p, value in zip(plist, params, strict=True):
+        p._value, p._state = p._conform(value, p.name), {}  # not the setter: the flat buffer stays valid
+    loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
+    correct, _ = count_correct(plan, output, y_acc)
+    plan.network.backward(dvalue, upto=plan.body)
+    new_params, new_state = [], []
+    for p, s in zip(plist, state, strict=True):
+        xp = _xp.namespace(p.value)
+        current = {key: s[key] if s.get(key) is not None else xp.zeros_like(p.value)
+                   for key in optimizer.state_names}
+        value, current = optimizer.rule(xp, p.value, p.grad, current, learning_rate, iteration)
+        new_params.append(value)
+        new_state.append(current)
     return StepResult(new_params, new_state, loss_sum, correct)
 
 

@@ -1,0 +1,413 @@
+"""Compiled training: the same hand-written step under the backend's own compiler.
+
+``compile="auto"`` (the default of ``Model.train``, ``evaluate`` and
+``predict``) compiles where the backend has a compiler and it pays off:
+
+* **JAX** (always): one ``jax.jit`` executable runs a *block of epochs* --
+  ``lax.scan`` over each epoch's full batches, then the last partial batch --
+  with the parameter and optimizer-state buffers donated, the decayed
+  learning rate and the step counter traced (no recompilation per step) and
+  dropout keys threaded through the carry (the same stream as the eager
+  path).  A small model pays one dispatch per block, not one per step.  The
+  divergence guard runs inside: once a loss is not finite the remaining
+  updates of the block are skipped (``where``), and the host, which reads the
+  block's losses back once, restores the latest kept state whose loss was
+  finite and raises.
+* **PyTorch** (``compile=True`` only: ``torch.compile`` costs seconds up
+  front): the step -- forward, backward, update, loss and correct count --
+  under ``torch.compile``, called once per batch by the ordinary loop, whose
+  guard, reports and interrupts stay as they are.
+
+Each compiled function is cached on the model's plan, keyed by what fixes its
+shapes, so a second ``train`` call of the same shape compiles nothing;
+``TRACES`` counts the traces (one trace = one compilation).
+"""
+
+from __future__ import annotations
+
+import collections
+import math
+from typing import Any
+
+import array_api_compat
+import numpy as np
+
+from .. import _xp
+from .._typing import Array, Namespace
+from ..random import Replay
+from .guard import _HINT, _Kept
+from .loop import History, _StepBoundaryInterrupts, batches, emit, prepared_targets
+from .step import Plan, StepResult, apply_step, bound, count_correct, evaluate_sums, random_layers
+
+__all__ = ["TRACES", "choose", "evaluate_jax", "fit_jax", "predict_jax", "torch_step", "torch_stepper"]
+
+#: How many times each compiled function was traced (JAX: one trace, one XLA compilation).
+TRACES: collections.Counter[str] = collections.Counter()
+
+
+def choose(what: str, xp: Namespace, compile: Any) -> str | None:
+    """The compiler to use for ``Model.<what>`` on ``xp``: ``"jax"``, ``"torch"`` or None."""
+    if not (compile is True or compile is False or compile == "auto"):
+        raise ValueError(f"Model.{what}: compile must be 'auto', True or False, got {compile!r}")
+    if compile is False:
+        return None
+    if array_api_compat.is_jax_namespace(xp):
+        return "jax"
+    if array_api_compat.is_torch_namespace(xp):
+        return "torch" if compile is True else None  # torch.compile costs seconds: opt-in
+    if compile is True:
+        name = getattr(xp, "__name__", str(xp)).split(".")[-1]
+        raise ValueError(f"Model.{what}: compile=True, but {name} has no compiler; compiled steps run on JAX "
+                         f"(jax.jit) and PyTorch (torch.compile)")
+    return None
+
+
+# -- JAX: blocks of epochs under one jax.jit -------------------------------------
+
+def _bind(plan: Plan, params: list[Array]) -> None:
+    for p, value in zip(plan.parameters, params, strict=True):
+        p._value = value
+
+
+def _schedule(plan: Plan, xp: Namespace, it: Array, dtype: Any) -> tuple[Any, Any]:
+    """The learning rate and the 1-based step of iteration ``it`` (0-based), traced, in the parameters' dtype."""
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    itf = xp.astype(it, dtype)
+    lr = optimizer.learning_rate
+    if optimizer.decay:
+        lr = optimizer.learning_rate / (1.0 + optimizer.decay * itf)
+    return lr, itf + 1.0
+
+
+def _make_train_block(plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, shuffle: bool,
+                      val_batches: list[slice] | None) -> Any:
+    import jax
+
+    nb, rem = divmod(n, bs)
+    rand = random_layers(plan)
+
+    def one(carry: Any, batch: Any) -> Any:
+        params, state, keys, it, ok = carry
+        x, yl, ya = batch
+        for layer, key in zip(rand, keys, strict=True):
+            layer.generator = layer.generator.with_jax_key(key)
+        lr, t = _schedule(plan, xp, it, params[0].dtype)
+        out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t)
+        keys = [layer.generator.jax_key() for layer in rand]
+        finite = xp.logical_and(ok, xp.isfinite(out.loss_sum))
+        # a non-finite loss: this update and every later one in the block are skipped
+        params = [xp.where(finite, new, old) for new, old in zip(out.params, params, strict=True)]
+        state = [{k: xp.where(finite, new[k], old[k]) for k in old} for new, old in zip(out.state, state, strict=True)]
+        it = xp.where(finite, it + 1, it)
+        compared = xp.asarray(int(math.prod(ya.shape)), dtype=it.dtype)
+        return (params, state, keys, it, finite), (out.loss_sum, xp.astype(out.correct, it.dtype), compared)
+
+    def epoch(carry: Any, order: Any, X: Array, yl: Array, ya: Array, val: Any) -> Any:
+        data = (X, yl, ya) if order is None else tuple(xp.take(a, order, axis=0) for a in (X, yl, ya))
+        outs = []
+        if nb:
+            xs = tuple(xp.reshape(a[:nb * bs, ...], (nb, bs, *a.shape[1:])) for a in data)
+            carry, out = jax.lax.scan(one, carry, xs)
+            outs.append(out)
+        if rem:
+            carry, out = one(carry, tuple(a[nb * bs:, ...] for a in data))
+            outs.append(tuple(v[None, ...] for v in out))
+        losses, correct, compared = (xp.concat([o[i] for o in outs]) for i in range(3))
+        _bind(plan, carry[0])
+        dtype = carry[0][0].dtype
+        reg = xp.asarray(plan.loss.regularization_loss(), dtype=dtype)
+        figures = [reg]
+        if val is not None:
+            Xv, ylv, yav = val
+            figures.extend(xp.asarray(v, dtype=dtype) for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or []))
+        return carry, (losses, correct, compared, xp.stack(figures))
+
+    def block(params: Any, state: Any, keys: Any, it: Any, X: Array, yl: Array, ya: Array, orders: Any,
+              val: Any) -> Any:
+        TRACES["jax:train"] += 1
+        with bound(plan):
+            carry = (params, state, keys, it, xp.asarray(True))
+            carry, outs = jax.lax.scan(lambda c, o: epoch(c, o, X, yl, ya, val), carry, orders,
+                                       length=epochs)
+            params_new, state_new = carry[0], carry[1]
+            arrays = list(params_new) + [a for s in state_new for a in s.values()]
+            finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
+        # the inputs come back as the block's starting snapshot (donated buffers: no copy)
+        return (params_new, state_new, carry[2], carry[3]), outs, finite, (params, state)
+
+    return jax.jit(block, donate_argnums=(0, 1))
+
+
+def _signature(plan: Plan) -> str:
+    """What a trace bakes in besides shapes: every layer's, the loss's and the optimizer's settings."""
+    objects = [*plan.network.layers, plan.loss, plan.accuracy, plan.optimizer]
+    regularizers = [(p.l1, p.l2) for p in plan.parameters]
+    return repr(([(type(o).__name__, getattr(o, "get_config", dict)()) for o in objects], regularizers))
+
+
+def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
+    key = (*key, _signature(plan))
+    fn = plan.compiled.get(key)
+    if fn is None:
+        fn = plan.compiled[key] = make()
+    return fn
+
+
+def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
+            validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
+            callback: Any) -> History:
+    """``Model.train`` compiled on JAX: blocks of epochs, one dispatch and one read-back each."""
+    xp = _xp.namespace(X)
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    n = int(X.shape[0])
+    bs = n if not batch_size else min(batch_size, n)
+    steps = n // bs + (1 if n % bs else 0)
+    per_block = max(1, min(epochs, print_every // steps))
+    total = epochs * steps
+    y_loss, y_acc = prepared_targets(plan, xp, y)
+    val = val_batches = None
+    if validation_data is not None:
+        Xv, yv = validation_data
+        val = (Xv, *prepared_targets(plan, _xp.namespace(Xv), yv))
+        val_batches = batches(int(Xv.shape[0]), batch_size)
+    rng = np.random.default_rng(seed)
+    history = History()
+    plist = plan.parameters
+    rand = random_layers(plan)
+    # our own copies: the block donates its inputs, and a caller's array is never consumed
+    params = [xp.asarray(p.value, copy=True) for p in plist]
+    state = [{k: xp.asarray(p.state[k], copy=True) if p.state.get(k) is not None else xp.zeros_like(p.value)
+              for k in optimizer.state_names} for p in plist]
+    keys = [layer.generator.jax_key() for layer in rand]
+    it = xp.asarray(optimizer.iterations, dtype=_xp.default_int(xp, _xp.array_device(X)))
+    kept = _Kept(xp, plan.network, optimizer)
+    done = 0  # epochs finished
+    with _StepBoundaryInterrupts() as interrupts:
+        while done < epochs:
+            k = min(per_block, epochs - done)
+            fn = _cached(plan, ("jax:train", n, bs, k, shuffle, val_batches and tuple(
+                (s.start, s.stop) for s in val_batches)),
+                lambda k=k: _make_train_block(plan, xp, n, bs, k, shuffle, val_batches))
+            orders = None
+            if shuffle:
+                orders = xp.asarray(np.stack([rng.permutation(n) for _ in range(k)]), device=_xp.array_device(X))
+            start_iterations, start_lr = optimizer.iterations, optimizer.current_learning_rate
+            (params, state, keys, it), outs, finite, start = fn(params, state, keys, it, X, y_loss, y_acc,
+                                                                orders, val)
+            losses, correct, compared, figures = (np.asarray(a) for a in outs)
+            snapshot = ([(p, v, dict(s)) for p, v, s in zip(plist, *start, strict=True)],
+                        (start_iterations, start_lr))
+            _check_block(kept, snapshot, losses, bool(finite), done, k, steps)
+            _adopt(plan, params, state, keys, start_iterations + k * steps)
+            _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs, print_every, total,
+                          start_iterations, val is not None, verbose, callback)
+            done += k
+            if interrupts.pending and done < epochs:
+                interrupted = KeyboardInterrupt(
+                    f"Model.train: interrupted; the model is at the end of epoch {done}, step {steps} "
+                    f"({done * steps} of {total} steps); the exception's .history holds the figures")
+                interrupted.history = history  # type: ignore[attr-defined]
+                raise interrupted
+    return history
+
+
+def _check_block(kept: _Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
+    """After a block: keep its start if its first loss was finite; on a divergence restore and raise."""
+    flat = losses.reshape(-1)
+    bad = np.flatnonzero(~np.isfinite(flat))
+    if flat.size and math.isfinite(flat[0]):
+        kept.verified = (snapshot, done + 1, 1)
+    if bad.size or not finite:
+        where = kept.restore_verified(fallback=snapshot)
+        if bad.size:
+            e, s = divmod(int(bad[0]), steps)
+            raise FloatingPointError(f"Model.train: the loss became {flat[bad[0]]} at epoch {done + 1 + e}, "
+                                     f"step {s + 1}; {where} {_HINT}")
+        raise FloatingPointError(f"Model.train: the parameters or the optimizer state became non-finite by epoch "
+                                 f"{done + k}, step {steps} (an update overflowed); {where} {_HINT}")
+
+
+def _adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys: list[Any],
+           iterations: int) -> None:
+    """A finished block's arrays become the model's: parameters, state, dropout keys, the optimizer's counters."""
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    for p, value, st in zip(plan.parameters, params, state, strict=True):
+        p._value = value  # arrays the block made: no checks, no flat buffer on JAX
+        p._state = dict(st)
+    for layer, key in zip(random_layers(plan), keys, strict=True):
+        layer.generator._states["jax"] = [key]
+    optimizer.iterations = iterations - 1
+    optimizer.pre_update_params()  # the learning rate of the last step, as the eager loop leaves it
+    optimizer.iterations = iterations
+
+
+def _lr_at(plan: Plan, iteration: int) -> float:
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    return optimizer.learning_rate / (1.0 + optimizer.decay * iteration) if optimizer.decay \
+        else optimizer.current_learning_rate
+
+
+def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compared: Any, figures: Any,
+                  done: int, steps: int, n: int, bs: int, print_every: int, total: int, start_iterations: int,
+                  validation: bool, verbose: bool, callback: Any) -> None:
+    """History and reports of a finished block, from its read-back per-step figures (host arithmetic)."""
+    for e in range(losses.shape[0]):
+        epoch = done + e + 1
+        seen = np.cumsum(_rows_per_step(n, bs, steps))
+        loss_run, correct_run, compared_run = np.cumsum(losses[e]), np.cumsum(correct[e]), np.cumsum(compared[e])
+        lr = _lr_at(plan, start_iterations + (e + 1) * steps - 1)
+        reg = float(figures[e][0])
+        data_loss = float(loss_run[-1] / n)
+        figs = {"data_loss": data_loss, "regularization_loss": reg, "loss": data_loss + reg,
+                "accuracy": float(correct_run[-1] / compared_run[-1]), "learning_rate": lr}
+        if validation:
+            figs["val_loss"], figs["val_accuracy"] = float(figures[e][1]), float(figures[e][2])
+        for s in range(steps):
+            global_step = (epoch - 1) * steps + s + 1
+            if s == steps - 1:
+                history.epoch.append(epoch)
+                for key, value in figs.items():
+                    getattr(history, key).append(value)
+            if global_step % print_every and global_step != total:
+                continue
+            step_lr = _lr_at(plan, start_iterations + e * steps + s)
+            info = {"epoch": epoch, "step": s + 1, "global_step": global_step, "total_steps": total,
+                    "loss": float(loss_run[s] / seen[s]), "accuracy": float(correct_run[s] / compared_run[s]),
+                    "learning_rate": step_lr}
+            if history.regularization_loss:
+                info["regularization_loss"] = history.regularization_loss[-1]
+            if history.val_loss:
+                info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
+            emit(info, verbose, callback)
+
+
+def _rows_per_step(n: int, bs: int, steps: int) -> np.ndarray:
+    rows = np.full(steps, bs, dtype=np.int64)
+    rows[-1] = n - bs * (steps - 1)
+    return rows
+
+
+# -- JAX: inference -----------------------------------------------------------------
+
+def _make_infer(plan: Plan, xp: Namespace, n: int, bs: int, with_loss: bool) -> Any:
+    import jax
+
+    from .step import losses_and_output
+
+    nb, rem = divmod(n, bs)
+
+    def run(params: Any, X: Array, yl: Any, ya: Any) -> Any:
+        TRACES["jax:evaluate" if with_loss else "jax:predict"] += 1
+        with bound(plan):
+            _bind(plan, params)
+
+            def one(carry: Any, batch: Any) -> Any:
+                if not with_loss:
+                    return carry, plan.network.infer(batch[0])
+                x, ylb, yab = batch
+                losses, output = losses_and_output(plan, x, ylb)
+                correct, compared = count_correct(plan, output, yab)
+                return carry, (xp.sum(losses), xp.astype(correct, losses.dtype), xp.asarray(compared + 0.0,
+                                                                                           dtype=losses.dtype))
+
+            data = (X,) if not with_loss else (X, yl, ya)
+            outs = []
+            if nb:
+                xs = tuple(xp.reshape(a[:nb * bs, ...], (nb, bs, *a.shape[1:])) for a in data)
+                _, out = jax.lax.scan(one, None, xs)
+                outs.append(out)
+            if rem:
+                _, out = one(None, tuple(a[nb * bs:, ...] for a in data))
+                outs.append(out[None, ...] if not with_loss else tuple(v[None, ...] for v in out))
+            if not with_loss:
+                return xp.concat([xp.reshape(o, (-1, *o.shape[2:])) for o in outs], axis=0)
+            loss_sum, correct, compared = (xp.sum(xp.concat([o[i] for o in outs])) for i in range(3))
+            return loss_sum / n, correct / compared
+
+    return jax.jit(run)
+
+
+def predict_jax(plan: Plan, X: Array, batch_size: int | None) -> Array:
+    xp = _xp.namespace(X)
+    n = int(X.shape[0])
+    bs = n if not batch_size else min(batch_size, n)
+    fn = _cached(plan, ("jax:predict", n, bs), lambda: _make_infer(plan, xp, n, bs, False))
+    return fn([p.value for p in plan.parameters], X, None, None)
+
+
+def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: int | None) -> tuple[Array, Array]:
+    xp = _xp.namespace(X)
+    n = int(X.shape[0])
+    bs = n if not batch_size else min(batch_size, n)
+    fn = _cached(plan, ("jax:evaluate", n, bs), lambda: _make_infer(plan, xp, n, bs, True))
+    loss, acc = fn([p.value for p in plan.parameters], X, y_loss, y_acc)
+    return loss, acc
+
+
+# -- PyTorch: the step under torch.compile ---------------------------------------------
+
+def torch_step(plan: Plan) -> Any:
+    """The plan's step under ``torch.compile`` (cached):
+    ``(params, state, x, yl, ya, lr, t, noise) -> StepResult``, inside ``bound(plan)``."""
+    def make() -> Any:
+        import torch
+
+        rand = random_layers(plan)
+
+        def run(params: Any, state: Any, x: Array, yl: Array, ya: Array, lr: Array, t: Array,
+                noise: list[Array]) -> StepResult:
+            for layer, draw in zip(rand, noise, strict=True):
+                layer.generator = Replay(layer.generator.seed, draw)
+            return apply_step(plan, params, state, x, yl, ya, lr, t)
+
+        return torch.compile(run, dynamic=False, fullgraph=True)
+
+    return _cached(plan, ("torch:step",), make)
+
+
+def _noise(plan: Plan, xp: Namespace, x: Array) -> list[Array]:
+    """Each dropout layer's U[0, 1) draw for batch ``x``, from the layer's own stream (as the eager step)."""
+    width, draws = int(x.shape[1]), []
+    rand = random_layers(plan)
+    for layer in plan.network.layers:
+        if any(layer is r for r in rand):  # no draw at rate 0, as in the eager step
+            draws.append(layer.generator.uniform(xp, (int(x.shape[0]), width), dtype=x.dtype,
+                                                 device=_xp.array_device(x)) if layer.rate else None)
+        width = getattr(layer, "n_neurons", width)
+    return draws
+
+
+def torch_stepper(plan: Plan) -> Any:
+    """A ``train_step`` for ``fit`` that runs the compiled step; the guard sees the loss before any assignment."""
+    import torch
+
+    compiled_step = torch_step(plan)
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    plist = plan.parameters
+
+    def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array, before_update: Any) -> tuple[Any, Any, int]:
+        first = plist[0].value
+        params = [p.value for p in plist]
+        state = [{k: p.state[k] if p.state.get(k) is not None else torch.zeros_like(p.value)
+                  for k in optimizer.state_names} for p in plist]
+        optimizer.pre_update_params()
+        lr = torch.tensor(optimizer.current_learning_rate, dtype=first.dtype, device=first.device)
+        t = torch.tensor(optimizer.iterations + 1, dtype=first.dtype, device=first.device)
+        noise = _noise(plan, _xp.namespace(x), x)
+        with bound(plan):
+            out = compiled_step(params, state, x, y_loss, y_acc, lr, t, noise)
+        if before_update is not None:
+            before_update(out.loss_sum)  # may raise: nothing has been assigned yet
+        for p, value, st in zip(plist, out.params, out.state, strict=True):
+            p.value = value
+            for key, s in st.items():
+                p.set_state(key, s)
+        optimizer.post_update_params()
+        return out.loss_sum, out.correct, int(math.prod(y_acc.shape))
+
+    return train_step
