@@ -26,6 +26,7 @@ shapes, so a second ``train`` call of the same shape compiles nothing;
 from __future__ import annotations
 
 import collections
+import itertools
 import math
 from typing import Any
 
@@ -43,6 +44,7 @@ __all__ = ["TRACES", "choose", "evaluate_jax", "fit_jax", "predict_jax", "torch_
 
 #: How many times each compiled function was traced (JAX: one trace, one XLA compilation).
 TRACES: collections.Counter[str] = collections.Counter()
+_STEP_IDS = itertools.count()
 
 
 def choose(what: str, xp: Namespace, compile: Any) -> str | None:
@@ -364,6 +366,9 @@ def torch_step(plan: Plan) -> Any:
                 layer.generator = Replay(layer.generator.seed, draw)
             return apply_step(plan, params, state, x, yl, ya, lr, t)
 
+        # dynamo caches compiled graphs per *code object*, at most recompile_limit (8) of them: a code object
+        # of its own per model, so that many models in one process each keep their compiled step
+        run.__code__ = run.__code__.replace(co_name=f"portable_nn_step_{next(_STEP_IDS)}")
         return torch.compile(run, dynamic=False, fullgraph=True)
 
     return _cached(plan, ("torch:step",), make)

@@ -1,0 +1,210 @@
+"""Compiled training (issue 11): the same hand-written step under jax.jit and torch.compile.
+
+Compiled equals eager in float64 to 1e-12 over 50 steps, for every optimizer,
+L1/L2, every loss and label form, batch sizes that do and do not divide the
+data, and dropout (the same streams in both modes); compilations are counted.
+"""
+
+import warnings
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn.datasets import sine_data, spiral_data
+from portable_nn.training import compiled
+
+compiled_backends = pytest.mark.only_xp_backends("jax", "torch", reason="the backends with a compiler")
+
+
+def make(case):
+    """A float64 model, its data and training options for one combination of the issue's list."""
+    d = "float64"
+    X, y = spiral_data(20, 3, seed=4)  # 60 samples
+    m = pnn.Model()
+    if case == "adam-l1l2-dropout-cce":
+        m.add(pnn.Dense(2, 16, seed=0, dtype=d, weight_regularizer_l1=1e-4, weight_regularizer_l2=1e-3,
+                        bias_regularizer_l1=1e-4, bias_regularizer_l2=1e-3))
+        m.add(pnn.ReLU()).add(pnn.Dropout(0.2, seed=9)).add(pnn.Dense(16, 3, seed=1, dtype=d)).add(pnn.Softmax())
+        m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.02, decay=1e-3, weight_decay=1e-2))
+        return m, X, y, {"batch_size": 16, "shuffle": True, "seed": 3}  # 16 does not divide 60
+    if case == "sgd-momentum-onehot":
+        m.add(pnn.Dense(2, 16, seed=0, dtype=d)).add(pnn.Tanh()).add(pnn.Dense(16, 3, seed=1, dtype=d))
+        m.add(pnn.Softmax())
+        m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.SGD(0.5, decay=1e-2, momentum=0.9))
+        return m, X, np.eye(3, dtype=np.int64)[y], {"batch_size": 20}  # 20 divides 60
+    if case == "sgd-bce":
+        m.add(pnn.Dense(2, 16, seed=0, dtype=d, weight_regularizer_l2=5e-4)).add(pnn.LeakyReLU())
+        m.add(pnn.Dense(16, 1, seed=1, dtype=d)).add(pnn.Sigmoid())
+        m.set(loss=pnn.BinaryCrossentropy(), optimizer=pnn.SGD(0.3))
+        return m, X, (y % 2).reshape(-1, 1), {}
+    if case == "rmsprop-mse":
+        X, y = sine_data(60)
+        m.add(pnn.Dense(1, 16, seed=0, dtype=d)).add(pnn.ReLU()).add(pnn.Dense(16, 1, seed=1, dtype=d))
+        m.add(pnn.Linear())
+        m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.RMSprop(0.005, decay=1e-3),
+              accuracy=pnn.RegressionAccuracy())
+        return m, X, y, {"batch_size": 16}
+    if case == "adagrad-mae":
+        X, y = sine_data(60)
+        m.add(pnn.Dense(1, 16, seed=0, dtype=d, bias_regularizer_l1=1e-3)).add(pnn.Sigmoid())
+        m.add(pnn.Dense(16, 1, seed=1, dtype=d)).add(pnn.Linear())
+        m.set(loss=pnn.MeanAbsoluteError(), optimizer=pnn.Adagrad(0.05), accuracy=pnn.RegressionAccuracy())
+        return m, X, y, {}
+    raise AssertionError(case)
+
+
+CASES = ["adam-l1l2-dropout-cce", "sgd-momentum-onehot", "sgd-bce", "rmsprop-mse", "adagrad-mae"]
+
+
+def quiet_train(m, X, y, **kwargs):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.compile's notes about array-api-compat's lru_cache helpers
+        return m.train(X, y, verbose=False, **kwargs)
+
+
+@compiled_backends
+@pytest.mark.parametrize("case", CASES)
+def test_compiled_equals_eager_in_float64(backend, case):
+    """50 steps (or the epochs holding them) compiled and eager: parameters, state and history agree to 1e-12."""
+    eager, X, y, options = make(case)
+    fast, *_ = make(case)
+    eager.finalize()
+    fast.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    steps_per_epoch = -(-60 // options.get("batch_size", 60))
+    epochs = -(-50 // steps_per_epoch)
+    h_eager = quiet_train(eager, Xb, yb, epochs=epochs, compile=False, **options)
+    h_fast = quiet_train(fast, Xb, yb, epochs=epochs, compile=True, **options)
+    for a, b in zip(eager.network.parameters(), fast.network.parameters(), strict=True):
+        backend.assert_close(b.value, backend.to_numpy(a.value), rtol=1e-12, atol=1e-13)
+        assert set(a.state) == set(b.state)
+        for key in a.state:
+            backend.assert_close(b.state[key], backend.to_numpy(a.state[key]), rtol=1e-12, atol=1e-13)
+    assert fast.optimizer.iterations == eager.optimizer.iterations == epochs * steps_per_epoch
+    assert fast.optimizer.current_learning_rate == pytest.approx(eager.optimizer.current_learning_rate, rel=1e-15)
+    np.testing.assert_allclose(h_fast.loss, h_eager.loss, rtol=1e-12)
+    np.testing.assert_allclose(h_fast.accuracy, h_eager.accuracy, rtol=1e-12)
+    np.testing.assert_allclose(h_fast.learning_rate, h_eager.learning_rate, rtol=1e-15)
+
+
+@compiled_backends
+def test_compiled_predictions_and_files_equal_eager_ones(backend, tmp_path):
+    m, X, y, options = make("adam-l1l2-dropout-cce")
+    m.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    quiet_train(m, Xb, yb, epochs=3, compile=True, **options)
+    eager = m.predict(Xb, compile=False)
+    fast = m.predict(Xb, compile=True) if backend.name == "jax" else m.predict(Xb)
+    backend.assert_close(fast, backend.to_numpy(eager), rtol=1e-12)
+    batched = m.predict(Xb, batch_size=16)  # 16 does not divide 60: a scan plus the remainder
+    backend.assert_close(batched, backend.to_numpy(eager), rtol=1e-12)
+    assert m.evaluate(Xb, yb, batch_size=16) == pytest.approx(m.evaluate(Xb, yb, compile=False), rel=1e-12)
+    m.save(tmp_path / "m.npz")
+    loaded = pnn.Model.load(tmp_path / "m.npz")  # NumPy
+    np.testing.assert_allclose(loaded.predict(X.astype(np.float64)), backend.to_numpy(eager), rtol=1e-12)
+    for a, b in zip(loaded.network.parameters(), m.network.parameters(), strict=True):
+        np.testing.assert_array_equal(a.value, backend.to_numpy(b.value))
+        for key in b.state:
+            np.testing.assert_array_equal(a.state[key], backend.to_numpy(b.state[key]))
+
+
+@pytest.mark.only_xp_backends("jax", reason="jax.jit's compilations, counted by the trace counter")
+def test_jax_compiles_once_per_shape(backend):
+    m, X, y, options = make("adam-l1l2-dropout-cce")
+    m.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    before = compiled.TRACES["jax:train"]
+    quiet_train(m, Xb, yb, epochs=4, compile=True, **options)  # 4 steps an epoch, the last one partial
+    first = compiled.TRACES["jax:train"] - before
+    assert 1 <= first <= 2
+    quiet_train(m, Xb, yb, epochs=4, compile=True, **options)
+    assert compiled.TRACES["jax:train"] - before == first  # the same shapes: nothing new
+    # print_every spanning several epochs: blocks of epochs, one more compilation at most for a shorter last block
+    quiet_train(m, Xb, yb, epochs=10, compile=True, print_every=12, **options)
+    assert compiled.TRACES["jax:train"] - before <= first + 2
+
+
+@pytest.mark.only_xp_backends("torch", reason="torch.compile's graphs and graph breaks, from dynamo's counters")
+def test_torch_compiles_without_graph_breaks(backend):
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    m, X, y, options = make("adam-l1l2-dropout-cce")
+    m.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    quiet_train(m, Xb, yb, epochs=2, compile=True, **options)  # full batches of 16 and a last one of 12
+    graphs = counters["stats"]["unique_graphs"]
+    assert 1 <= graphs <= 2 and not counters["graph_break"], dict(counters["graph_break"])
+    quiet_train(m, Xb, yb, epochs=2, compile=True, **options)
+    assert counters["stats"]["unique_graphs"] == graphs and not counters["graph_break"]
+
+
+@pytest.mark.only_xp_backends("torch", reason="dynamo's per-code-object cache limit")
+def test_each_torch_model_keeps_its_own_compiled_step(backend, monkeypatch):
+    """Dynamo keeps at most recompile_limit graphs per code object: each model's step has a code object of its own."""
+    import torch
+    from torch._dynamo.utils import counters
+
+    torch._dynamo.reset()
+    counters.clear()
+    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
+    for hidden in (4, 5, 6):  # three models with different shapes: three graphs, none falls back to eager
+        m = pnn.Model().add(pnn.Dense(2, hidden, seed=0, dtype="float64")).add(pnn.ReLU())
+        m.add(pnn.Dense(hidden, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+        m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01)).finalize()
+        X, y = spiral_data(10, 3, seed=0)
+        quiet_train(m, backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=1, compile=True)
+    assert counters["stats"]["unique_graphs"] == 3
+
+
+def test_compile_true_needs_a_compiler(backend):
+    m, X, y, _ = make("sgd-bce")
+    m.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    with pytest.raises(ValueError, match="compile must be 'auto', True or False, got 'yes'"):
+        m.train(Xb, yb, compile="yes", verbose=False)
+    if backend.name in ("jax", "torch"):
+        return
+    with pytest.raises(ValueError, match=r"Model.train: compile=True, but \w+ has no compiler"):
+        m.train(Xb, yb, compile=True, verbose=False)
+    with pytest.raises(ValueError, match=r"Model.predict: compile=True, but \w+ has no compiler"):
+        m.predict(Xb, compile=True)
+    m.train(Xb, yb, verbose=False)  # "auto": eager where there is no compiler
+
+
+@pytest.mark.only_xp_backends("jax", reason="the guard inside the compiled block")
+def test_a_divergence_inside_a_compiled_block_keeps_the_last_finite_state(backend):
+    X, y = sine_data(100)
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y * 100)
+
+    def diverging():
+        m = pnn.Model().add(pnn.Dense(1, 16, seed=0)).add(pnn.ReLU()).add(pnn.Dense(16, 1, seed=1))
+        m.add(pnn.Linear())
+        return m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.SGD(learning_rate=3.0)).finalize()
+
+    messages = []
+    for mode in (False, True):
+        m = diverging()
+        with pytest.raises(FloatingPointError, match=r"loss became (nan|inf) at epoch \d+, step 1") as info:
+            m.train(Xb, yb, epochs=500, print_every=10, verbose=False, compile=mode)
+        messages.append(str(info.value).split(";")[0])
+        assert "whose loss was finite" in str(info.value)
+        assert np.all(np.isfinite(backend.to_numpy(m.predict(Xb))))
+        history = m.set(optimizer=pnn.SGD(1e-3)).finalize().train(Xb, yb, epochs=3, verbose=False, compile=mode)
+        assert np.all(np.isfinite(history.loss))
+    assert messages[0] == messages[1]  # the same epoch and step in both modes
+
+
+@pytest.mark.only_xp_backends("jax", reason="reports of a compiled block")
+def test_compiled_reports_every_print_every_steps(backend):
+    m, X, y, options = make("sgd-momentum-onehot")
+    m.finalize()
+    seen = []
+    quiet_train(m, backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=5, print_every=2,
+                callback=seen.append, compile=True, **options)
+    assert [i["global_step"] for i in seen] == [2, 4, 6, 8, 10, 12, 14, 15]
+    assert [(i["epoch"], i["step"]) for i in seen][:3] == [(1, 2), (2, 1), (2, 3)]
+    assert all(np.isfinite(i["loss"]) and 0 <= i["accuracy"] <= 1 for i in seen)
