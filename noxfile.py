@@ -82,8 +82,10 @@ def cupy(session: nox.Session) -> None:
 def bench(session: nox.Session) -> None:
     """The benchmark suite: ms/step and ratios against NumPy and PyTorch baselines."""
     session.install("-e", ".[progress]", "threadpoolctl", *torch_requirement())
+    session.install("jax[cpu]")
     session.run("python", "-m", "benchmarks", *session.posargs)
     session.run("python", "-m", "benchmarks.memory")
+    session.run("python", "-m", "benchmarks.compiled")  # jax.jit and torch.compile, against hand-written steps
 
 
 @nox.session

@@ -182,3 +182,65 @@ class GemmOnly:
             _ = acts[i].T @ d
             if i > 0:
                 d = d @ self.w[i].T
+
+
+class JaxJit:
+    """Hand-written JAX: the same MLP, softmax cross-entropy and Adam in a few ``jax.numpy`` lines, the whole
+    step under one ``jax.jit`` with the parameter and state buffers donated (one dispatch per step)."""
+
+    name = "hand-written jax jit"
+
+    def __init__(self, sizes: list[int], seed: int = 0) -> None:
+        import jax
+        import jax.numpy as jnp
+
+        def loss_fn(params: Any, X: Any, y: Any) -> Any:
+            h = X
+            for i, (w, b) in enumerate(params):
+                h = h @ w + b
+                if i < len(params) - 1:
+                    h = jnp.maximum(h, 0.0)
+            logp = jax.nn.log_softmax(h, axis=1)
+            return -jnp.mean(jnp.take_along_axis(logp, y[:, None], axis=1)), h
+
+        def step(params: Any, m: Any, v: Any, t: Any, X: Any, y: Any) -> Any:
+            (loss, logits), g = jax.value_and_grad(loss_fn, has_aux=True)(params, X, y)
+            t = t + 1
+            m = jax.tree.map(lambda m, g: B1 * m + (1 - B1) * g, m, g)
+            v = jax.tree.map(lambda v, g: B2 * v + (1 - B2) * g * g, v, g)
+            lr = LR / (1 - B1**t)
+            c2 = 1 / jnp.sqrt(1 - B2**t)
+            params = jax.tree.map(lambda p, m, v: p - lr * m / (jnp.sqrt(v) * c2 + EPS), params, m, v)
+            return params, m, v, t, loss, jnp.sum(jnp.argmax(logits, axis=1) == y)
+
+        self.jit = jax.jit(step, donate_argnums=(0, 1, 2))
+        self.params = [(jnp.asarray(w), jnp.asarray(b[0])) for w, b in init_weights(sizes, seed)]
+        self.m = jax.tree.map(jnp.zeros_like, self.params)
+        self.v = jax.tree.map(jnp.zeros_like, self.params)
+        self.t = jnp.asarray(0.0, dtype=jnp.float32)
+
+    def step(self, X: Any, y: Any) -> None:
+        self.params, self.m, self.v, self.t, self.loss, self.correct = self.jit(self.params, self.m, self.v,
+                                                                                self.t, X, y)
+
+    def block(self) -> None:
+        self.t.block_until_ready()
+
+
+class TorchCompiled(TorchEager):
+    """PyTorch eager's step with the network and the optimizer step under ``torch.compile`` (inductor)."""
+
+    name = "pytorch torch.compile"
+
+    def __init__(self, sizes: list[int], seed: int = 0, device: str = "cpu") -> None:
+        super().__init__(sizes, seed, device)
+        self.net = self.torch.compile(self.net)
+        self.opt_step = self.torch.compile(self.opt.step)
+
+    def step(self, X: Any, y: Any) -> None:
+        logits = self.net(X)
+        loss = self.torch.nn.functional.cross_entropy(logits, y)
+        self.correct = (logits.argmax(dim=1) == y).sum()
+        self.opt.zero_grad(set_to_none=True)
+        loss.backward()
+        self.opt_step()

@@ -208,3 +208,27 @@ def test_compiled_reports_every_print_every_steps(backend):
     assert [i["global_step"] for i in seen] == [2, 4, 6, 8, 10, 12, 14, 15]
     assert [(i["epoch"], i["step"]) for i in seen][:3] == [(1, 2), (2, 1), (2, 3)]
     assert all(np.isfinite(i["loss"]) and 0 <= i["accuracy"] <= 1 for i in seen)
+
+
+@pytest.mark.only_xp_backends("jax", reason="interrupts between compiled blocks")
+def test_ctrl_c_stops_compiled_training_at_a_block_boundary(backend):
+    import os
+    import signal
+
+    def press_ctrl_c(info, sent=[]):  # noqa: B006 (one press per test run)
+        if not sent:
+            sent.append(info["global_step"])
+            os.kill(os.getpid(), signal.SIGINT)
+
+    m, X, y, _ = make("sgd-bce")
+    ref, *_ = make("sgd-bce")
+    m.finalize()
+    ref.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    with pytest.raises(KeyboardInterrupt, match="interrupted; the model is at the end of epoch 3, step 1") as info:
+        m.train(Xb, yb, epochs=10, print_every=3, verbose=False, callback=press_ctrl_c, compile=True)
+    assert m.optimizer.iterations == 3 and info.value.history.epoch == [1, 2, 3]
+    ref.train(Xb, yb, epochs=3, verbose=False, compile=False)
+    for a, b in zip(m.network.parameters(), ref.network.parameters(), strict=True):
+        backend.assert_close(a.value, backend.to_numpy(b.value), rtol=1e-12)
+    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler

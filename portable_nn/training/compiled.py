@@ -206,7 +206,7 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
             _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs, print_every, total,
                           start_iterations, val is not None, verbose, callback)
             done += k
-            if interrupts.pending and done < epochs:
+            if interrupts.pending:
                 interrupted = KeyboardInterrupt(
                     f"Model.train: interrupted; the model is at the end of epoch {done}, step {steps} "
                     f"({done * steps} of {total} steps); the exception's .history holds the figures")
