@@ -145,20 +145,24 @@ def cmd_train(args: Any) -> int:
     steps = epochs * (math.ceil(X.shape[0] / batch_size) if batch_size else 1)
     print_every = args.print_every if args.print_every is not None else max(1, steps // 100)
     Xb, yb = backend.asarray(X), backend.asarray(y)
-    compile_mode = "auto" if args.compile is None else args.compile
+    rank, ranks = _mpi_rank() if args.distributed else (0, 1)
+    compile_mode = ("auto" if not args.distributed else False) if args.compile is None else args.compile
     compiler = compiled.choose("train", array_namespace(Xb), compile_mode)
-    progress = Progress(steps, args.quiet)
+    progress = Progress(steps, args.quiet or rank != 0)
     start = time.perf_counter()
     try:
         history = model.train(Xb, yb, epochs=epochs, batch_size=batch_size, print_every=print_every,
                               shuffle=batch_size is not None, seed=args.seed, verbose=False, callback=progress,
-                              compile=compile_mode)
+                              compile=compile_mode, distributed=args.distributed or None)
     finally:
         progress.close()
+    if rank != 0:  # every rank holds the same model: rank 0 reports and saves
+        return 0
     seconds = time.perf_counter() - start
     test_loss, test_acc = model.evaluate(backend.asarray(Xt), backend.asarray(yt), batch_size=batch_size,
                                          compile=compile_mode)
     how = f", compiled with {compiler}, compile time included" if compiler else ""
+    how += f", data-parallel on {ranks} MPI ranks" if args.distributed else ""
     print(f"{args.dataset} on {args.backend} ({backend.device}): {epochs} epochs, {steps} steps in {seconds:.2f} s "
           f"({1e3 * seconds / steps:.3f} ms/step{how})")
     print(f"train: loss {history.loss[-1]:.4f}, acc {history.accuracy[-1]:.4f} | "
@@ -171,6 +175,15 @@ def cmd_train(args: Any) -> int:
         plot(model, history, X, y, args.dataset, args.plot)
         print(f"saved plot to {args.plot}")
     return 0
+
+
+def _mpi_rank() -> tuple[int, int]:
+    try:
+        from mpi4py import MPI
+    except ImportError:
+        raise ImportError("--distributed needs mpi4py and an MPI: pip install 'portable_nn[mpi]', then "
+                          "mpiexec -n 2 portable-nn train --distributed") from None
+    return int(MPI.COMM_WORLD.Get_rank()), int(MPI.COMM_WORLD.Get_size())
 
 
 @contextlib.contextmanager
@@ -266,6 +279,8 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
     t.add_argument("--plot", metavar="PATH", help="write a PNG: decision boundary and training curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
+    t.add_argument("--distributed", action="store_true",
+                   help="data-parallel over MPI: mpiexec -n 2 portable-nn train --distributed")
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the training step (default: on JAX; --compile also on PyTorch)")
     t.set_defaults(func=cmd_train)

@@ -12,7 +12,10 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
+import array_api_compat
+
 from . import _xp, io
+from . import distributed as distributed_
 from ._typing import Array, LayerLike
 from .accuracy import Accuracy
 from .losses import Loss, fused_loss
@@ -120,6 +123,7 @@ class Model:
         verbose: bool = True,
         callback: Callable[[dict[str, Any]], None] | None = None,
         compile: bool | str = "auto",
+        distributed: Any = None,
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
@@ -134,6 +138,10 @@ class Model:
         ``False`` never (``training/compiled.py``).  On JAX, reports of a
         compiled block are made when the block ends (``print_every`` // steps
         per epoch epochs run per dispatch), with each step's exact figures.
+
+        ``distributed``: True (``MPI.COMM_WORLD``) or an MPI communicator:
+        data-parallel training, every rank calling ``train`` with the same
+        data and arguments (``portable_nn/distributed.py``).
         """
         plan = self._require("train", optimizer=True)
         epochs = positive_int("Model.train", "epochs", epochs)
@@ -142,9 +150,16 @@ class Model:
         self._check("train", X, y)
         if validation_data is not None:
             self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
-        compiler = compiled.choose("train", _xp.namespace(X), compile)
+        parallel = distributed_.resolve(distributed)
+        compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
+        if parallel is not None and compiler is not None:
+            raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
         self.network.place(X)
         plan.accuracy.init(y)
+        if parallel is not None:
+            return self._train_distributed(parallel, X, y, epochs=epochs, batch_size=batch_size,
+                                           print_every=print_every, validation_data=validation_data,
+                                           shuffle=shuffle, seed=seed, verbose=verbose, callback=callback)
         kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                                   "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
                                   "verbose": verbose, "callback": callback}
@@ -153,6 +168,25 @@ class Model:
         if compiler == "torch":
             return fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
         return fit(plan, X, y, **kwargs)
+
+    def _train_distributed(self, parallel: Any, X: Array, y: Array, *, seed: int | None, verbose: bool,
+                           **kwargs: Any) -> History:
+        plan = self.plan
+        assert plan is not None and plan.optimizer is not None
+        if _xp.is_lazy(X) or array_api_compat.is_jax_array(X):  # immutable or lazy: no in-place all-reduce
+            raise TypeError(f"Model.train: distributed training runs on NumPy, PyTorch and CuPy arrays, "
+                            f"got {_xp.describe(X)}")
+        parallel.broadcast(self.network, plan.optimizer)
+        parallel.reseed_dropout(self.network)
+        seed = parallel.seed(seed)
+        try:
+            return fit(plan, X, y, seed=seed, verbose=verbose and parallel.rank == 0, parallel=parallel, **kwargs)
+        except (FloatingPointError, KeyboardInterrupt, RuntimeError):
+            raise  # met by every rank at the same step: each raises it
+        except BaseException as exc:  # met by this rank alone: the others would wait in the next all-reduce
+            if parallel.size > 1:
+                parallel.abort(exc)
+            raise
 
     def _check(self, what: str, X: Any, y: Any) -> None:
         net = self.network

@@ -70,8 +70,13 @@ class _Run:
 
 def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
         validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
-        callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any] = train_step) -> History:
-    """Train ``plan`` on checked data; see ``Model.train``.  ``step``: ``train_step`` or a compiled one."""
+        callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any] = train_step,
+        parallel: Any = None) -> History:
+    """Train ``plan`` on checked data; see ``Model.train``.
+
+    ``step``: ``train_step`` or a compiled one; ``parallel``: a
+    ``distributed.DataParallel`` (every rank runs this loop on the same global batches).
+    """
     xp = _xp.namespace(X)
     optimizer = plan.optimizer
     assert optimizer is not None
@@ -100,7 +105,12 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                 run.step, run.global_step = i + 1, run.global_step + 1
                 guard.at(epoch, i + 1)
                 xb, ylb, yab = Xe[rows, ...], yle[rows, ...], yae[rows, ...]
-                batch_loss, correct, compared = step(plan, xb, ylb, yab, guard.before_update)
+                if parallel is None:
+                    batch_loss, correct, compared = step(plan, xb, ylb, yab, guard.before_update)
+                else:  # every rank learns of an interrupt in the step's all-reduce: all stop at this step
+                    batch_loss, correct, compared, stop = parallel.step(plan, xb, ylb, yab, guard.before_update,
+                                                                        interrupts.pending)
+                    interrupts.pending = stop
                 guard.after_step(batch_loss)
                 run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
                 run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
@@ -110,6 +120,8 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                 at_report = run.global_step % print_every == 0 or run.global_step == total_steps
                 if at_report or interrupts.pending:
                     _report(plan, xp, history, run, guard, verbose and at_report, callback, total_steps)
+                    if parallel is not None:
+                        parallel.check_in_step(plan.network, f"epoch {epoch}, step {i + 1}")
                 if interrupts.pending:
                     interrupted = KeyboardInterrupt(
                         f"Model.train: interrupted; the model is at the end of epoch {epoch}, step {i + 1} "
