@@ -14,7 +14,7 @@ import sys
 import nox
 
 nox.options.default_venv_backend = "uv|virtualenv"
-nox.options.sessions = ["lint", "numpy", "array_api_strict", "strictest", "torch", "jax", "dask", "cupy"]
+nox.options.sessions = ["lint", "numpy", "array_api_strict", "strictest", "torch", "jax", "dask", "cupy", "mpi"]
 
 # Extras every test session needs besides the backend itself (the suite also
 # covers the CLI, the scikit-learn estimators and the plots).
@@ -76,6 +76,18 @@ def cupy(session: nox.Session) -> None:
     if shutil.which("nvidia-smi") is None:
         session.skip("no CUDA GPU on this machine (nvidia-smi not found)")
     run_suite(session, "cupy", "cupy-cuda12x")
+
+
+@nox.session
+def mpi(session: nox.Session) -> None:
+    """Data-parallel training: the tests in tests/distributed on 1, 2 and 3 MPI ranks (MPICH from a wheel),
+    then the launches (the command line, a rank that fails alone).  Each run is bounded by `timeout`."""
+    session.install("-e", ".[test,mpi,sklearn]", *torch_requirement())
+    mpiexec = f"{session.bin}/mpiexec"
+    for ranks in ("1", "2", "3"):
+        session.run("timeout", "600", mpiexec, "-n", ranks, "python", "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                    "tests/distributed", *session.posargs, external=True)
+    session.run("timeout", "600", "python", "-m", "pytest", "-q", "tests/test_mpi_launch.py", external=True)
 
 
 @nox.session

@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import math
 import sys
+import time
 from typing import Any
 
 import numpy as np
@@ -44,13 +45,16 @@ __all__ = ["DataParallel", "resolve"]
 
 
 def resolve(distributed: Any) -> DataParallel | None:
-    """``Model.train``'s ``distributed`` argument: None/False, True (``MPI.COMM_WORLD``) or an MPI communicator."""
+    """``Model.train``'s ``distributed`` argument: None/False, True (``MPI.COMM_WORLD``), an MPI communicator,
+    or a ``DataParallel`` (whose ``allreduce_seconds`` and ``steps`` then count across calls)."""
     if distributed is None or distributed is False:
         return None
     try:
         from mpi4py import MPI
     except ImportError:
         raise ImportError("distributed training needs mpi4py and an MPI: pip install 'portable_nn[mpi]'") from None
+    if isinstance(distributed, DataParallel):
+        return distributed
     comm = MPI.COMM_WORLD if distributed is True else distributed
     if not isinstance(comm, MPI.Comm):
         raise TypeError(f"Model.train: distributed must be True, False or an MPI communicator, got "
@@ -69,6 +73,8 @@ class DataParallel:
         self.rank, self.size = int(comm.Get_rank()), int(comm.Get_size())
         self.buffer: np.ndarray | None = None
         self.staged_said = False
+        self.allreduce_seconds = 0.0  # time spent in the step's all-reduce (waiting for other ranks included)
+        self.steps = 0
 
     # -- the start of a call ------------------------------------------------------
     def seed(self, seed: int | None) -> int:
@@ -149,7 +155,10 @@ class DataParallel:
             for g, a, b in zip(grads, offsets[:-1], offsets[1:], strict=True):
                 buf[a:b] = np.reshape(_xp.to_numpy(g), -1) * scale
         buf[offsets[-1]:] = figures
+        start = time.perf_counter()
         self.comm.Allreduce(self.MPI.IN_PLACE, buf, op=self.MPI.SUM)
+        self.allreduce_seconds += time.perf_counter() - start
+        self.steps += 1
         for p, a, b in zip(params, offsets[:-1], offsets[1:], strict=True):
             shape = tuple(p.value.shape)
             if torch_view is not None:

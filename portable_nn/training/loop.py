@@ -107,10 +107,10 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                 xb, ylb, yab = Xe[rows, ...], yle[rows, ...], yae[rows, ...]
                 if parallel is None:
                     batch_loss, correct, compared = step(plan, xb, ylb, yab, guard.before_update)
-                else:  # every rank learns of an interrupt in the step's all-reduce: all stop at this step
+                    stop = interrupts.pending
+                else:  # a rank's Ctrl-C travels in the step's all-reduce: every rank stops after the same step
                     batch_loss, correct, compared, stop = parallel.step(plan, xb, ylb, yab, guard.before_update,
                                                                         interrupts.pending)
-                    interrupts.pending = stop
                 guard.after_step(batch_loss)
                 run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
                 run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
@@ -118,11 +118,13 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                     accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
                     run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
                 at_report = run.global_step % print_every == 0 or run.global_step == total_steps
-                if at_report or interrupts.pending:
+                if at_report or stop:
                     _report(plan, xp, history, run, guard, verbose and at_report, callback, total_steps)
                     if parallel is not None:
                         parallel.check_in_step(plan.network, f"epoch {epoch}, step {i + 1}")
-                if interrupts.pending:
+                if parallel is None:
+                    stop = interrupts.pending  # a Ctrl-C during the report counts at this step too
+                if stop:
                     interrupted = KeyboardInterrupt(
                         f"Model.train: interrupted; the model is at the end of epoch {epoch}, step {i + 1} "
                         f"({run.global_step} of {total_steps} steps); the exception's .history holds the figures")

@@ -1,0 +1,169 @@
+"""Data-parallel training over MPI: run under ``mpiexec -n N python -m pytest tests/distributed`` (N = 1, 2, 3).
+
+Every test runs on every rank, collectively (the same tests in the same
+order).  N ranks on a global batch of B equal one process on B, in float64.
+"""
+
+import os
+import signal
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn.datasets import sine_data, spiral_data
+
+MPI = pytest.importorskip("mpi4py.MPI")
+COMM = MPI.COMM_WORLD
+RANK, SIZE = COMM.Get_rank(), COMM.Get_size()
+
+OPTIMIZERS = {
+    "sgd": lambda: pnn.SGD(0.5, decay=1e-3),
+    "sgd-momentum": lambda: pnn.SGD(0.5, momentum=0.9),
+    "adagrad": lambda: pnn.Adagrad(0.1),
+    "rmsprop": lambda: pnn.RMSprop(0.01, decay=1e-3),
+    "adam": lambda: pnn.Adam(0.02, decay=1e-3, weight_decay=1e-2),
+}
+
+
+def model(optimizer, dropout=False):
+    m = pnn.Model()
+    m.add(pnn.Dense(2, 16, seed=0, dtype="float64", weight_regularizer_l1=1e-4, weight_regularizer_l2=1e-3,
+                    bias_regularizer_l1=1e-4, bias_regularizer_l2=1e-3)).add(pnn.ReLU())
+    if dropout:
+        m.add(pnn.Dropout(0.2, seed=5))
+    m.add(pnn.Dense(16, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+    return m.set(loss=pnn.CategoricalCrossentropy(), optimizer=optimizer).finalize()
+
+
+def same_on_every_rank(values):
+    gathered = COMM.allgather([np.asarray(v) for v in values])
+    for other in gathered[1:]:
+        for a, b in zip(gathered[0], other, strict=True):
+            np.testing.assert_array_equal(a, b)
+
+
+@pytest.mark.parametrize("name", sorted(OPTIMIZERS))
+@pytest.mark.parametrize("batch_size", [30, 32, None])  # 150 samples: 30 divides 2 and 3 ranks; 32 divides neither
+def test_n_ranks_equal_one_process(name, batch_size):
+    X, y = spiral_data(50, 3, seed=0)
+    parallel, single = model(OPTIMIZERS[name]()), model(OPTIMIZERS[name]())
+    h_par = parallel.train(X, y, epochs=4, batch_size=batch_size, shuffle=True, seed=2, verbose=False,
+                           distributed=True)
+    h_one = single.train(X, y, epochs=4, batch_size=batch_size, shuffle=True, seed=2, verbose=False)
+    # absolute 1e-12 on parameters of order 0.01-1: RMSprop and Adam divide a gradient by its own running
+    # scale, so an entry that is a sum cancelling to ~0 carries rounding noise of relative size 1e-9 into the step
+    for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-12)
+        for key in b.state:
+            np.testing.assert_allclose(a.state[key], b.state[key], rtol=1e-10, atol=1e-14)
+    np.testing.assert_allclose(h_par.loss, h_one.loss, rtol=1e-12)
+    np.testing.assert_allclose(h_par.accuracy, h_one.accuracy, rtol=1e-12)
+    assert parallel.optimizer.iterations == single.optimizer.iterations
+    same_on_every_rank([p.value for p in parallel.network.parameters()])
+
+
+def test_a_batch_smaller_than_the_ranks_leaves_some_shards_empty():
+    X, y = spiral_data(5, 3, seed=1)  # 15 samples, batches of 2: with 3 ranks one shard is empty every step
+    parallel, single = model(pnn.Adam(0.05)), model(pnn.Adam(0.05))
+    parallel.train(X, y, epochs=2, batch_size=2, verbose=False, distributed=True)
+    single.train(X, y, epochs=2, batch_size=2, verbose=False)
+    for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-14)
+
+
+def test_pytorch_cpu_tensors_join_the_all_reduce():
+    torch = pytest.importorskip("torch")
+    X, y = spiral_data(50, 3, seed=3)
+    parallel, single = model(pnn.Adam(0.02)), model(pnn.Adam(0.02))
+    parallel.train(torch.asarray(X), torch.asarray(y), epochs=3, batch_size=32, verbose=False, distributed=True)
+    single.train(X, y, epochs=3, batch_size=32, verbose=False)
+    for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
+        np.testing.assert_allclose(a.value.numpy(), b.value, rtol=1e-12, atol=1e-14)
+
+
+def test_dropout_draws_per_rank_streams_deterministically():
+    X, y = spiral_data(50, 3, seed=4)
+    runs = []
+    for _ in range(2):
+        m = model(pnn.Adam(0.02), dropout=True)
+        m.train(X, y, epochs=3, batch_size=32, shuffle=True, seed=5, verbose=False, distributed=True)
+        runs.append([np.array(p.value) for p in m.network.parameters()])
+        same_on_every_rank(runs[-1])
+    for a, b in zip(*runs, strict=True):
+        np.testing.assert_array_equal(a, b)  # same seed, same ranks: the same result
+    masks = COMM.allgather(m.layers[2].generator.seed)
+    assert len(set(masks)) == SIZE  # each rank its own stream
+
+
+def test_shuffling_without_a_seed_uses_rank_zeros_order():
+    X, y = spiral_data(50, 3, seed=6)
+    m = model(pnn.Adam(0.02))
+    m.train(X, y, epochs=2, batch_size=32, shuffle=True, seed=None, verbose=False, distributed=True)
+    same_on_every_rank([p.value for p in m.network.parameters()])
+
+
+def test_every_rank_starts_from_rank_zeros_parameters():
+    X, y = spiral_data(50, 3, seed=7)
+    m = pnn.Model().add(pnn.Dense(2, 8, seed=RANK, dtype="float64")).add(pnn.ReLU())  # a different start per rank
+    m.add(pnn.Dense(8, 3, seed=10 + RANK, dtype="float64")).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.02)).finalize()
+    m.train(X, y, epochs=2, batch_size=32, verbose=False, distributed=True)
+    same_on_every_rank([p.value for p in m.network.parameters()])
+
+
+def test_a_divergence_stops_every_rank_at_the_same_step():
+    X, y = sine_data(100)
+    m = pnn.Model().add(pnn.Dense(1, 16, seed=0, dtype="float64")).add(pnn.ReLU())
+    m.add(pnn.Dense(16, 1, seed=1, dtype="float64")).add(pnn.Linear())
+    m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.SGD(learning_rate=3.0)).finalize()
+    with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError) as info:
+        m.train(X, y * 100, epochs=500, print_every=10, verbose=False, distributed=True)
+    messages = COMM.allgather(str(info.value))
+    assert len(set(messages)) == 1 and "whose loss was finite" in messages[0]
+    same_on_every_rank([p.value for p in m.network.parameters()])
+
+
+def test_ctrl_c_on_one_rank_stops_every_rank_at_the_same_step():
+    X, y = spiral_data(50, 3, seed=8)
+    m = model(pnn.Adam(0.02))
+    pressed = []
+
+    def press_on_the_last_rank(info):
+        if RANK == SIZE - 1 and not pressed:
+            pressed.append(info["global_step"])
+            os.kill(os.getpid(), signal.SIGINT)
+
+    with pytest.raises(KeyboardInterrupt, match="interrupted") as info:
+        m.train(X, y, epochs=20, batch_size=32, print_every=3, verbose=False, callback=press_on_the_last_rank,
+                distributed=True)
+    assert len(set(COMM.allgather(str(info.value)))) == 1
+    same_on_every_rank([p.value for p in m.network.parameters()])
+    assert len(set(COMM.allgather(m.optimizer.iterations))) == 1
+
+
+@pytest.mark.skipif(SIZE < 2, reason="needs two ranks")
+def test_a_rank_whose_parameters_drift_is_caught_at_the_next_report():
+    X, y = spiral_data(50, 3, seed=9)
+    m = model(pnn.Adam(0.02))
+
+    def drift(info):
+        if RANK == 1 and info["global_step"] == 5:
+            m.layers[0].weight = m.layers[0].weight + 1.0
+
+    with pytest.raises(RuntimeError, match=r"the parameters of rank\(s\) \[1\] differ from rank 0's"):
+        m.train(X, y, epochs=4, batch_size=32, print_every=5, verbose=False, callback=drift, distributed=True)
+
+
+def test_arguments_are_checked():
+    X, y = spiral_data(10, 3, seed=10)
+    m = model(pnn.Adam(0.02))
+    with pytest.raises(TypeError, match="distributed must be True, False or an MPI communicator, got str"):
+        m.train(X, y, verbose=False, distributed="yes")
+    jnp = pytest.importorskip("jax.numpy")
+    m32 = pnn.Model().add(pnn.Dense(2, 3, seed=0)).add(pnn.Softmax())
+    m32.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.02)).finalize()
+    with pytest.raises(ValueError, match="distributed training runs the eager step; pass compile=False"):
+        m32.train(jnp.asarray(X, dtype=jnp.float32), jnp.asarray(y), verbose=False, distributed=True, compile=True)
+    with pytest.raises(TypeError, match="distributed training runs on NumPy, PyTorch and CuPy arrays, got jax array"):
+        m32.train(jnp.asarray(X, dtype=jnp.float32), jnp.asarray(y), verbose=False, distributed=True)
