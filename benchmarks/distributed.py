@@ -10,6 +10,7 @@ batch is the workload's (mnist 128, wide 1024).  Rank 0 prints.
 from __future__ import annotations
 
 import argparse
+import itertools
 import statistics
 import sys
 import time
@@ -51,7 +52,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"{name}: {size} rank(s), global batch {batch}, {'-'.join(map(str, sizes))}: "
                   f"{batch * steps / t:,.0f} samples/s, {1e3 * t / steps:.3f} ms/step, "
                   f"all-reduce {100 * statistics.median(shares):.0f}% of the step "
-                  f"({4 * sum(a * b + b for a, b in zip(sizes, sizes[1:], strict=False)) / 2**20:.2f} MiB a step)")
+                  f"({4 * sum(a * b + b for a, b in itertools.pairwise(sizes)) / 2**20:.2f} MiB a step)")
     return 0
 
 

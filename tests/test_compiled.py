@@ -232,3 +232,72 @@ def test_ctrl_c_stops_compiled_training_at_a_block_boundary(backend):
     for a, b in zip(m.network.parameters(), ref.network.parameters(), strict=True):
         backend.assert_close(a.value, backend.to_numpy(b.value), rtol=1e-12)
     assert signal.getsignal(signal.SIGINT) is signal.default_int_handler
+
+
+@pytest.mark.only_xp_backends("jax", reason="tracing on JAX while other threads predict")
+def test_compiled_predict_is_safe_from_threads_that_trigger_new_traces(backend):
+    """Each thread asks for another row count (a new trace): traces run on a private copy of the model."""
+    import threading
+
+    m, X, _y, _ = make("sgd-momentum-onehot")
+    m.finalize()
+    Xb = backend.asarray(X, dtype=np.float64)
+    expected = {n: backend.to_numpy(m.predict(Xb[:n, ...], compile=False)) for n in range(3, 11)}
+    results, errors = {}, []
+
+    def work(n):
+        try:
+            results[n] = backend.to_numpy(m.predict(Xb[:n, ...]))
+        except Exception as exc:
+            errors.append(repr(exc))
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in expected]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not errors, errors
+    for n, want in expected.items():
+        np.testing.assert_allclose(results[n], want, rtol=1e-12)
+
+
+@pytest.mark.only_xp_backends("jax", reason="what a callback sees and changes during a compiled train")
+def test_a_callback_keeps_and_changes_the_model_as_in_eager_training(backend):
+    """A kept weight stays readable (no donated buffer under it); set_parameters and the learning rate set in
+    a callback take effect at the next block, as they do at the next step of eager training."""
+    results = {}
+    for mode in (False, True):
+        m, X, y, _ = make("sgd-momentum-onehot")
+        m.set(optimizer=pnn.SGD(0.5)).finalize()
+        Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+        kept = []
+
+        def callback(info, m=m, kept=kept):
+            kept.append(m.layers[0].weight)
+            if info["epoch"] == 5:
+                m.set_parameters([(w * 0.5, b) for w, b in m.get_parameters()])
+                m.optimizer.current_learning_rate = 0.05
+
+        history = m.train(Xb, yb, epochs=10, print_every=5, verbose=False, callback=callback, compile=mode)
+        assert all(np.all(np.isfinite(backend.to_numpy(w))) for w in kept)  # none deleted
+        results[mode] = (history.loss, history.learning_rate, [backend.to_numpy(p.value) for p in m.plan.parameters])
+    np.testing.assert_allclose(results[True][0], results[False][0], rtol=1e-12)
+    assert results[True][1] == results[False][1] and results[True][1][-1] == 0.05
+    for a, b in zip(results[True][2], results[False][2], strict=True):
+        np.testing.assert_allclose(a, b, rtol=1e-12, atol=1e-14)
+
+
+@pytest.mark.only_xp_backends("jax", reason="what a compiled function may bake in")
+def test_a_changed_precision_or_learning_rate_is_used(backend):
+    m, X, y, _ = make("rmsprop-mse")
+    m.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    before = m.evaluate(Xb, yb)
+    m.accuracy.precision *= 100
+    assert m.evaluate(Xb, yb) == pytest.approx(m.evaluate(Xb, yb, compile=False), rel=1e-12)
+    assert m.evaluate(Xb, yb)[1] > before[1]
+    traces = compiled.TRACES["jax:train"]
+    m.train(Xb, yb, epochs=1, verbose=False)
+    m.optimizer.learning_rate = m.optimizer.current_learning_rate = 0.001  # traced: no new compilation
+    m.train(Xb, yb, epochs=1, verbose=False)
+    assert compiled.TRACES["jax:train"] == traces + 1

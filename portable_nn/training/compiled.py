@@ -26,8 +26,10 @@ shapes, so a second ``train`` call of the same shape compiles nothing;
 from __future__ import annotations
 
 import collections
+import copy
 import itertools
 import math
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -66,35 +68,67 @@ def choose(what: str, xp: Namespace, compile: Any) -> str | None:
 
 # -- JAX: blocks of epochs under one jax.jit -------------------------------------
 
+def _private(plan: Plan) -> Plan:
+    """A copy of the plan for tracing: its own layers, loss, accuracy, optimizer and ``Parameter`` objects,
+    sharing every foreign object (arrays, devices, native random states), so a trace never writes to what a
+    user or another thread reads."""
+    memo: dict[int, Any] = {}
+
+    def share_foreign(value: Any, depth: int = 0) -> None:
+        module = type(value).__module__.split(".")[0]
+        if module not in ("portable_nn", "builtins"):
+            memo[id(value)] = value
+        elif depth < 4 and isinstance(value, (list, tuple, dict)):
+            for item in value.values() if isinstance(value, dict) else value:
+                share_foreign(item, depth + 1)
+        elif depth < 4 and module == "portable_nn":
+            slots = getattr(type(value), "__slots__", ())
+            attributes = getattr(value, "__dict__", None) or {k: getattr(value, k, None) for k in slots}
+            for item in attributes.values():
+                share_foreign(item, depth + 1)
+
+    for holder in [*plan.network.layers, plan.loss, plan.accuracy, plan.optimizer, *plan.parameters]:
+        share_foreign(holder)
+    private: Plan = copy.deepcopy(plan, memo)
+    return private
+
+
 def _bind(plan: Plan, params: list[Array]) -> None:
     for p, value in zip(plan.parameters, params, strict=True):
         p._value = value
 
 
-def _schedule(plan: Plan, xp: Namespace, it: Array, dtype: Any) -> tuple[Any, Any]:
-    """The learning rate and the 1-based step of iteration ``it`` (0-based), traced, in the parameters' dtype."""
+def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, Any]:
+    """The learning rate and the 1-based step of iteration ``it`` (0-based), traced, in the parameters' dtype.
+
+    ``rates``: ``[learning_rate, current_learning_rate]``, traced (a change between calls recompiles nothing):
+    with decay the rate follows ``learning_rate / (1 + decay * it)``, as ``pre_update_params`` sets it;
+    without, it is ``current_learning_rate``, as the eager step uses it.
+    """
     optimizer = plan.optimizer
     assert optimizer is not None
-    itf = xp.astype(it, dtype)
-    lr = optimizer.learning_rate
+    itf = xp.astype(it, rates.dtype)
+    lr = rates[1]
     if optimizer.decay:
-        lr = optimizer.learning_rate / (1.0 + optimizer.decay * itf)
+        lr = rates[0] / (1.0 + optimizer.decay * itf)
     return lr, itf + 1.0
 
 
-def _make_train_block(plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, shuffle: bool,
+def _make_train_block(model_plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, shuffle: bool,
                       val_batches: list[slice] | None) -> Any:
     import jax
 
+    plan = _private(model_plan)
     nb, rem = divmod(n, bs)
     rand = random_layers(plan)
+    rates: Any = None
 
     def one(carry: Any, batch: Any) -> Any:
         params, state, keys, it, ok = carry
         x, yl, ya = batch
         for layer, key in zip(rand, keys, strict=True):
             layer.generator = layer.generator.with_jax_key(key)
-        lr, t = _schedule(plan, xp, it, params[0].dtype)
+        lr, t = _schedule(plan, xp, it, rates)
         out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t)
         keys = [layer.generator.jax_key() for layer in rand]
         finite = xp.logical_and(ok, xp.isfinite(out.loss_sum))
@@ -125,9 +159,11 @@ def _make_train_block(plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, s
             figures.extend(xp.asarray(v, dtype=dtype) for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or []))
         return carry, (losses, correct, compared, xp.stack(figures))
 
-    def block(params: Any, state: Any, keys: Any, it: Any, X: Array, yl: Array, ya: Array, orders: Any,
-              val: Any) -> Any:
+    def block(params: Any, state: Any, keys: Any, it: Any, lrs: Any, X: Array, yl: Array, ya: Array,
+              orders: Any, val: Any) -> Any:
+        nonlocal rates
         TRACES["jax:train"] += 1
+        rates = lrs
         with bound(plan):
             carry = (params, state, keys, it, xp.asarray(True))
             carry, outs = jax.lax.scan(lambda c, o: epoch(c, o, X, yl, ya, val), carry, orders,
@@ -135,17 +171,21 @@ def _make_train_block(plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, s
             params_new, state_new = carry[0], carry[1]
             arrays = list(params_new) + [a for s in state_new for a in s.values()]
             finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
-        # the inputs come back as the block's starting snapshot (donated buffers: no copy)
-        return (params_new, state_new, carry[2], carry[3]), outs, finite, (params, state)
+        return (params_new, state_new, carry[2], carry[3]), outs, finite
 
-    return jax.jit(block, donate_argnums=(0, 1))
+    # No buffer donation: the model's arrays are the user's to read (a callback may keep a reference to a
+    # weight; a donated buffer would be deleted under it), and the block's inputs are the kept snapshot.
+    return jax.jit(block)
 
 
 def _signature(plan: Plan) -> str:
-    """What a trace bakes in besides shapes: every layer's, the loss's and the optimizer's settings."""
+    """What a trace bakes in besides shapes: every layer's, the loss's, the accuracy's and the optimizer's
+    settings (not the learning rates: they are traced inputs)."""
     objects = [*plan.network.layers, plan.loss, plan.accuracy, plan.optimizer]
+    configs = [(type(o).__name__, {k: v for k, v in getattr(o, "get_config", dict)().items()
+                                   if k != "learning_rate"}) for o in objects]
     regularizers = [(p.l1, p.l2) for p in plan.parameters]
-    return repr(([(type(o).__name__, getattr(o, "get_config", dict)()) for o in objects], regularizers))
+    return repr((configs, regularizers, getattr(plan.accuracy, "precision", None)))
 
 
 def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
@@ -178,12 +218,7 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
     history = History()
     plist = plan.parameters
     rand = random_layers(plan)
-    # our own copies: the block donates its inputs, and a caller's array is never consumed
-    params = [xp.asarray(p.value, copy=True) for p in plist]
-    state = [{k: xp.asarray(p.state[k], copy=True) if p.state.get(k) is not None else xp.zeros_like(p.value)
-              for k in optimizer.state_names} for p in plist]
-    keys = [layer.generator.jax_key() for layer in rand]
-    it = xp.asarray(optimizer.iterations, dtype=_xp.default_int(xp, _xp.array_device(X)))
+    int_dtype = _xp.default_int(xp, _xp.array_device(X))
     kept = _Kept(xp, plan.network, optimizer)
     done = 0  # epochs finished
     with _StepBoundaryInterrupts() as interrupts:
@@ -195,14 +230,19 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
             orders = None
             if shuffle:
                 orders = xp.asarray(np.stack([rng.permutation(n) for _ in range(k)]), device=_xp.array_device(X))
+            # read from the model at every block: what a callback changed (parameters, rates) takes effect
+            params, state = _model_arrays(plan, X)
+            keys = [layer.generator.jax_key() for layer in rand]
             start_iterations, start_lr = optimizer.iterations, optimizer.current_learning_rate
-            (params, state, keys, it), outs, finite, start = fn(params, state, keys, it, X, y_loss, y_acc,
+            it = xp.asarray(start_iterations, dtype=int_dtype)
+            rates = xp.asarray([optimizer.learning_rate, start_lr], dtype=params[0].dtype)
+            (params_new, state_new, keys, _), outs, finite = fn(params, state, keys, it, rates, X, y_loss, y_acc,
                                                                 orders, val)
             losses, correct, compared, figures = (np.asarray(a) for a in outs)
-            snapshot = ([(p, v, dict(s)) for p, v, s in zip(plist, *start, strict=True)],
+            snapshot = ([(p, v, dict(s)) for p, v, s in zip(plist, params, state, strict=True)],
                         (start_iterations, start_lr))
             _check_block(kept, snapshot, losses, bool(finite), done, k, steps)
-            _adopt(plan, params, state, keys, start_iterations + k * steps)
+            _adopt(plan, params_new, state_new, keys, start_iterations + k * steps)
             _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs, print_every, total,
                           start_iterations, val is not None, verbose, callback)
             done += k
@@ -213,6 +253,21 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
                 interrupted.history = history  # type: ignore[attr-defined]
                 raise interrupted
     return history
+
+
+def _model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Array]]]:
+    """The model's parameters and optimizer state (zeros where the optimizer has none yet), checked to live
+    where X lives."""
+    optimizer = plan.optimizer
+    assert optimizer is not None
+    xp = _xp.namespace(X)
+    params, state = [], []
+    for p in plan.parameters:
+        _xp.check_same_place(X, p.value, f"Model.train: {p.name}")
+        params.append(p.value)
+        state.append({k: p.state[k] if p.state.get(k) is not None else xp.zeros_like(p.value)
+                      for k in optimizer.state_names})
+    return params, state
 
 
 def _check_block(kept: _Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
@@ -295,11 +350,12 @@ def _rows_per_step(n: int, bs: int, steps: int) -> np.ndarray:
 
 # -- JAX: inference -----------------------------------------------------------------
 
-def _make_infer(plan: Plan, xp: Namespace, n: int, bs: int, with_loss: bool) -> Any:
+def _make_infer(model_plan: Plan, xp: Namespace, n: int, bs: int, with_loss: bool) -> Any:
     import jax
 
     from .step import losses_and_output
 
+    plan = _private(model_plan)  # traced on a copy: predict stays safe from several threads
     nb, rem = divmod(n, bs)
 
     def run(params: Any, X: Array, yl: Any, ya: Any) -> Any:
@@ -333,12 +389,19 @@ def _make_infer(plan: Plan, xp: Namespace, n: int, bs: int, with_loss: bool) -> 
     return jax.jit(run)
 
 
+def _placed_values(plan: Plan, X: Array, what: str) -> list[Array]:
+    values = [p.value for p in plan.parameters]
+    for p, value in zip(plan.parameters, values, strict=True):
+        _xp.check_same_place(X, value, f"Model.{what}: {p.name}")
+    return values
+
+
 def predict_jax(plan: Plan, X: Array, batch_size: int | None) -> Array:
     xp = _xp.namespace(X)
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     fn = _cached(plan, ("jax:predict", n, bs), lambda: _make_infer(plan, xp, n, bs, False))
-    return fn([p.value for p in plan.parameters], X, None, None)
+    return fn(_placed_values(plan, X, "predict"), X, None, None)
 
 
 def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: int | None) -> tuple[Array, Array]:
@@ -346,7 +409,7 @@ def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: 
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     fn = _cached(plan, ("jax:evaluate", n, bs), lambda: _make_infer(plan, xp, n, bs, True))
-    loss, acc = fn([p.value for p in plan.parameters], X, y_loss, y_acc)
+    loss, acc = fn(_placed_values(plan, X, "evaluate"), X, y_loss, y_acc)
     return loss, acc
 
 
@@ -404,7 +467,9 @@ def torch_stepper(plan: Plan) -> Any:
         lr = torch.tensor(optimizer.current_learning_rate, dtype=first.dtype, device=first.device)
         t = torch.tensor(optimizer.iterations + 1, dtype=first.dtype, device=first.device)
         noise = _noise(plan, _xp.namespace(x), x)
-        with bound(plan):
+        with bound(plan), warnings.catch_warnings():
+            # dynamo's note that it traces through array-api-compat's lru_cache'd type checks: not ours to act on
+            warnings.filterwarnings("ignore", message=".*functools.lru_cache.*", category=UserWarning)
             out = compiled_step(params, state, x, y_loss, y_acc, lr, t, noise)
         if before_update is not None:
             before_update(out.loss_sum)  # may raise: nothing has been assigned yet
