@@ -10,6 +10,7 @@ batch is the workload's (mnist 128, wide 1024).  Rank 0 prints.
 from __future__ import annotations
 
 import argparse
+import os
 import itertools
 import statistics
 import sys
@@ -31,6 +32,15 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     comm = MPI.COMM_WORLD
     rank, size = comm.Get_rank(), comm.Get_size()
+    # one BLAS pool per rank, sized to the rank's share of the cores: N ranks x all cores oversubscribe
+    threads = max(1, (os.cpu_count() or 1) // size)
+    try:
+        from threadpoolctl import threadpool_limits
+
+        threadpool_limits(threads)
+    except ImportError:
+        if rank == 0:
+            print("threadpoolctl is not installed: BLAS threads are not limited per rank")
     for name in args.workloads:
         batch, sizes, steps = WORKLOADS[name]
         rng = np.random.default_rng(0)
@@ -49,7 +59,7 @@ def main(argv: list[str] | None = None) -> int:
                 shares.append((parallel.allreduce_seconds - before) / seconds)
         if rank == 0:
             t = statistics.median(times)
-            print(f"{name}: {size} rank(s), global batch {batch}, {'-'.join(map(str, sizes))}: "
+            print(f"{name}: {size} rank(s) x {threads} BLAS thread(s), global batch {batch}, {'-'.join(map(str, sizes))}: "
                   f"{batch * steps / t:,.0f} samples/s, {1e3 * t / steps:.3f} ms/step, "
                   f"all-reduce {100 * statistics.median(shares):.0f}% of the step "
                   f"({4 * sum(a * b + b for a, b in itertools.pairwise(sizes)) / 2**20:.2f} MiB a step)")
