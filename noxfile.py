@@ -67,7 +67,7 @@ def jax(session: nox.Session) -> None:
 
 @nox.session
 def dask(session: nox.Session) -> None:
-    run_suite(session, "dask", "dask[array]")
+    run_suite(session, "dask", "dask[array,distributed]")  # distributed: predict on a process cluster
 
 
 @nox.session

@@ -10,7 +10,7 @@ from __future__ import annotations
 import signal
 import sys
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -20,6 +20,7 @@ from .. import _xp
 from .._typing import Array, Namespace
 from .guard import Guard, guard_for
 from .step import Plan, evaluate_sums, train_step
+from .stream import Streamed
 
 __all__ = ["History", "batches", "fit"]
 
@@ -77,18 +78,46 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
     ``step``: ``train_step`` or a compiled one; ``parallel``: a
     ``distributed.DataParallel`` (every rank runs this loop on the same global batches).
     """
-    xp = _xp.namespace(X)
     optimizer = plan.optimizer
     assert optimizer is not None
-    n = int(X.shape[0])
-    slices = batches(n, batch_size)
-    total_steps = epochs * len(slices)
     # Shuffle orders are drawn on the host (one index vector an epoch, sent once):
     # the same seed gives the same order on every backend.
     rng = np.random.default_rng(seed)
+    if validation_data is not None and _xp.is_lazy(validation_data[0]):
+        # a validation set is evaluated every epoch: brought into memory once
+        validation_data = (validation_data[0].compute(), validation_data[1].compute())
+    if not _xp.is_lazy(X):
+        source = _InMemory(plan, X, y, batch_size, shuffle, rng)
+        return _loop(plan, source, _xp.namespace(X), guard_for(X, plan.network, optimizer), epochs=epochs,
+                     batch_size=batch_size, print_every=print_every, validation_data=validation_data,
+                     verbose=verbose, callback=callback, step=step, parallel=parallel)
+    # Dask: stream windows of blocks into their own library (training/stream.py); the parameters and state
+    # move there for the call and back to Dask arrays after it
+    streamed = Streamed(plan, X, y, batch_size, shuffle, rng)
+    local = streamed.first_block()
+    plan.network.to(local)
+    plan.accuracy.to(local)
+    try:
+        return _loop(plan, streamed, _xp.namespace(local), guard_for(local, plan.network, optimizer),
+                     epochs=epochs, batch_size=batch_size, print_every=print_every,
+                     validation_data=validation_data, verbose=verbose, callback=callback, step=step,
+                     parallel=parallel)
+    finally:
+        plan.network.to(X)
+        plan.accuracy.to(X)
+        xp, dev = _xp.namespace(X), _xp.array_device(X)
+        for p in plan.parameters:  # the book's dweight/dbias: the last step's gradients, as Dask arrays too
+            if p.grad is not None:
+                p.grad = _xp.move(p.grad, xp, dev)
+
+
+def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, batch_size: int | None,
+          print_every: int, validation_data: tuple[Array, Array] | None, verbose: bool,
+          callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any], parallel: Any) -> History:
+    """The epochs and steps over ``source``'s batches: reports, the guard, interrupts."""
     history = History()
-    y_loss, y_acc = prepared_targets(plan, xp, y)
-    guard = guard_for(X, plan.network, optimizer)
+    steps = source.steps
+    total_steps = epochs * steps
     validation = None
     if validation_data is not None:
         Xv, yv = validation_data
@@ -96,15 +125,10 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
     run = _Run()
     with _StepBoundaryInterrupts() as interrupts:
         for epoch in range(1, epochs + 1):
-            Xe, yle, yae = X, y_loss, y_acc
-            if shuffle:
-                order = xp.asarray(rng.permutation(n), device=_xp.array_device(X))
-                Xe, yle, yae = (xp.take(a, order, axis=0) for a in (X, y_loss, y_acc))
             run.epoch, run.loss_sum, run.correct_sum, run.seen, run.compared = epoch, 0.0, 0, 0, 0
-            for i, rows in enumerate(slices):
+            for i, (xb, ylb, yab) in enumerate(source.epoch(lambda y: prepared_targets(plan, xp, y))):
                 run.step, run.global_step = i + 1, run.global_step + 1
                 guard.at(epoch, i + 1)
-                xb, ylb, yab = Xe[rows, ...], yle[rows, ...], yae[rows, ...]
                 if parallel is None:
                     batch_loss, correct, compared = step(plan, xb, ylb, yab, guard.before_update)
                     stop = interrupts.pending
@@ -114,7 +138,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                 guard.after_step(batch_loss)
                 run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
                 run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
-                if i == len(slices) - 1:
+                if i == steps - 1:
                     accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
                     run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
                 at_report = run.global_step % print_every == 0 or run.global_step == total_steps
@@ -132,6 +156,26 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
                     raise interrupted
     guard.at_end()
     return history
+
+
+class _InMemory:
+    """The batches of one epoch over in-memory arrays: slices of X (taken in a shuffled order if asked)."""
+
+    def __init__(self, plan: Plan, X: Array, y: Array, batch_size: int | None, shuffle: bool, rng: Any) -> None:
+        self.X, self.shuffle, self.rng = X, shuffle, rng
+        self.xp = _xp.namespace(X)
+        self.y_loss, self.y_acc = prepared_targets(plan, self.xp, y)  # once per call, not per step
+        self.slices = batches(int(X.shape[0]), batch_size)
+        self.steps = len(self.slices)
+
+    def epoch(self, prepare: Any) -> Iterator[tuple[Array, Array, Array]]:
+        xp, X = self.xp, self.X
+        Xe, yle, yae = X, self.y_loss, self.y_acc
+        if self.shuffle:
+            order = xp.asarray(self.rng.permutation(int(X.shape[0])), device=_xp.array_device(X))
+            Xe, yle, yae = (xp.take(a, order, axis=0) for a in (X, yle, yae))
+        for rows in self.slices:
+            yield Xe[rows, ...], yle[rows, ...], yae[rows, ...]
 
 
 class _StepBoundaryInterrupts:

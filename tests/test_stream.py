@@ -1,0 +1,89 @@
+"""Training on Dask arrays streams windows of blocks (issue 12): bounded memory, the in-memory result."""
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+from portable_nn.datasets import sine_data, spiral_data
+from portable_nn.training import stream
+
+da = pytest.importorskip("dask.array")
+
+
+def classifier(dropout=False):
+    m = pnn.Model().add(pnn.Dense(2, 16, seed=0, dtype="float64", weight_regularizer_l2=1e-3)).add(pnn.ReLU())
+    if dropout:
+        m.add(pnn.Dropout(0.1, seed=4))
+    m.add(pnn.Dense(16, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+    return m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.02, decay=1e-3)).finalize()
+
+
+@pytest.mark.parametrize(("chunk", "batch_size"), [(50, 32), (7, 32), (64, 64), (100, None), (300, 5)])
+def test_streaming_equals_in_memory_training(chunk, batch_size):
+    """Without shuffle the streamed batches are the in-memory ones, partial batches completed across windows."""
+    X, y = spiral_data(100, 3, seed=0)  # 300 rows
+    Y = np.eye(3)[y]  # one-hot targets: 2-D blocks
+    for targets in (y, Y):
+        streamed, in_memory = classifier(dropout=True), classifier(dropout=True)
+        h_s = streamed.train(da.from_array(X, chunks=(chunk, 1)), da.from_array(targets, chunks=chunk), epochs=3,
+                             batch_size=batch_size, verbose=False)
+        h_m = in_memory.train(X, targets, epochs=3, batch_size=batch_size, verbose=False)
+        for a, b in zip(streamed.network.parameters(), in_memory.network.parameters(), strict=True):
+            assert type(a.value).__module__.startswith("dask")  # the model still lives on Dask
+            np.testing.assert_allclose(np.asarray(a.value), b.value, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(h_s.loss, h_m.loss, rtol=1e-12)
+
+
+def test_streaming_holds_a_bounded_number_of_rows():
+    """A lazily generated array 17 times the rows a window holds: the peak stays at a window plus one batch."""
+    blocks, rows = 40, 100
+
+    def make_block(block_id=None):
+        i = block_id[0]
+        rng = np.random.default_rng(i)
+        return rng.standard_normal((rows, 1))
+
+    X = da.map_blocks(make_block, dtype=np.float64, chunks=((rows,) * blocks, (1,)))
+    y = da.sin(3 * X)
+    m = pnn.Model().add(pnn.Dense(1, 16, seed=0, dtype="float64")).add(pnn.Tanh())
+    m.add(pnn.Dense(16, 1, seed=1, dtype="float64")).add(pnn.Linear())
+    m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.Adam(0.01), accuracy=pnn.RegressionAccuracy()).finalize()
+    ref = pnn.Model().add(pnn.Dense(1, 16, seed=0, dtype="float64")).add(pnn.Tanh())
+    ref.add(pnn.Dense(16, 1, seed=1, dtype="float64")).add(pnn.Linear())
+    ref.set(loss=pnn.MeanSquaredError(), optimizer=pnn.Adam(0.01), accuracy=pnn.RegressionAccuracy()).finalize()
+    stream.PEAK["rows"] = 0
+    m.train(X, y, epochs=2, batch_size=32, verbose=False)
+    window = stream.window_blocks((rows,) * blocks, 32) * rows
+    assert stream.PEAK["rows"] < window + 32 and blocks * rows >= 10 * (window + 32)
+    ref.train(X.compute(), y.compute(), epochs=2, batch_size=32, verbose=False)
+    for a, b in zip(m.network.parameters(), ref.network.parameters(), strict=True):
+        np.testing.assert_allclose(np.asarray(a.value), b.value, rtol=1e-12, atol=1e-14)
+
+
+def test_shuffled_streaming_is_seeded_and_learns():
+    X, y = sine_data(400)
+    runs = []
+    for _ in range(2):
+        m = pnn.Model().add(pnn.Dense(1, 16, seed=0, dtype="float64")).add(pnn.ReLU())
+        m.add(pnn.Dense(16, 1, seed=1, dtype="float64")).add(pnn.Linear())
+        m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.Adam(0.01), accuracy=pnn.RegressionAccuracy()).finalize()
+        h = m.train(da.from_array(X, chunks=(50, 1)), da.from_array(y, chunks=(50, 1)), epochs=30, batch_size=16,
+                    shuffle=True, seed=3, verbose=False)
+        runs.append(np.asarray(m.layers[0].weight))
+    np.testing.assert_array_equal(runs[0], runs[1])
+    assert np.mean(h.loss[-3:]) < h.loss[0] / 2  # 0.20 from 0.52
+
+
+def test_predict_on_a_process_cluster_equals_numpy():
+    distributed = pytest.importorskip("distributed")
+    X, y = spiral_data(50, 3, seed=1)
+    m = classifier()
+    m.train(da.from_array(X, chunks=(40, 2)), da.from_array(y, chunks=40), epochs=5, batch_size=32, verbose=False)
+    lazy = m.predict(da.from_array(X, chunks=(40, 2)))
+    assert type(lazy).__module__.startswith("dask")
+    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
+            distributed.Client(cluster):
+        got = lazy.compute()
+    host = classifier()
+    host.set_parameters([(np.asarray(w), np.asarray(b)) for w, b in m.get_parameters()])
+    np.testing.assert_allclose(got, host.predict(X), rtol=1e-12)
