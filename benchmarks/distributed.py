@@ -10,8 +10,8 @@ batch is the workload's (mnist 128, wide 1024).  Rank 0 prints.
 from __future__ import annotations
 
 import argparse
-import os
 import itertools
+import os
 import statistics
 import sys
 import time
@@ -59,7 +59,8 @@ def main(argv: list[str] | None = None) -> int:
                 shares.append((parallel.allreduce_seconds - before) / seconds)
         if rank == 0:
             t = statistics.median(times)
-            print(f"{name}: {size} rank(s) x {threads} BLAS thread(s), global batch {batch}, {'-'.join(map(str, sizes))}: "
+            shape = "-".join(map(str, sizes))
+            print(f"{name}: {size} rank(s) x {threads} BLAS thread(s), global batch {batch}, {shape}: "
                   f"{batch * steps / t:,.0f} samples/s, {1e3 * t / steps:.3f} ms/step, "
                   f"all-reduce {100 * statistics.median(shares):.0f}% of the step "
                   f"({4 * sum(a * b + b for a, b in itertools.pairwise(sizes)) / 2**20:.2f} MiB a step)")

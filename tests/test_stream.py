@@ -81,8 +81,8 @@ def test_predict_on_a_process_cluster_equals_numpy():
     m.train(da.from_array(X, chunks=(40, 2)), da.from_array(y, chunks=40), epochs=5, batch_size=32, verbose=False)
     lazy = m.predict(da.from_array(X, chunks=(40, 2)))
     assert type(lazy).__module__.startswith("dask")
-    with distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None) as cluster, \
-            distributed.Client(cluster):
+    cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
+    with cluster, distributed.Client(cluster):
         got = lazy.compute()
     host = classifier()
     host.set_parameters([(np.asarray(w), np.asarray(b)) for w, b in m.get_parameters()])
