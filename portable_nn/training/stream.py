@@ -3,8 +3,9 @@
 ``Model.train`` on a Dask array computes a *window* of row blocks at a time
 into the blocks' own library (NumPy, or CuPy when the blocks are CuPy) and
 trains on it with the ordinary step -- fast kernels included -- so memory
-holds a window of blocks (plus less than one batch carried over), never the
-whole array.  The parameters and optimizer state move to the blocks' library
+holds two windows of blocks (the one training, and the next one, computed in
+a background thread meanwhile) plus less than one batch carried over, never
+the whole array.  The parameters and optimizer state move to the blocks' library
 for the call and back to Dask arrays at its end, so the model looks as it
 did: Dask parameters, lazy ``predict``.
 
@@ -18,6 +19,7 @@ if its blocks are sorted).
 
 from __future__ import annotations
 
+import concurrent.futures
 import importlib
 import math
 from collections.abc import Iterator
@@ -62,43 +64,62 @@ class Streamed:
         self.peak_rows = 0
 
     def first_block(self) -> Array:
-        """The first block, computed: its library and device are where training runs."""
-        return self.X.blocks[0].compute()
+        """An array of the blocks' library and device (Dask's zero-size ``_meta``): where training runs."""
+        meta = getattr(self.X, "_meta", None)
+        return meta if meta is not None else self.X.blocks[0].compute()
+
+    def _compute(self, chosen: list[int]) -> tuple[Array, Array]:
+        dask: Any = importlib.import_module("dask")
+        parts = dask.compute(*[self.X.blocks[b] for b in chosen], *[self.y.blocks[b] for b in chosen])
+        xs, ys = parts[:len(chosen)], parts[len(chosen):]
+        xp = _xp.namespace(xs[0])
+        x, y = (xs[0], ys[0]) if len(chosen) == 1 else (xp.concat(xs, axis=0), xp.concat(ys, axis=0))
+        if self.shuffle:
+            rows = xp.asarray(self.rng.permutation(int(x.shape[0])), device=_xp.array_device(x))
+            x, y = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
+        return x, y
 
     def _windows(self) -> Iterator[tuple[Array, Array]]:
-        dask: Any = importlib.import_module("dask")
-
+        """The epoch's windows; the next one is computed in a background thread while this one trains."""
         order = self.rng.permutation(self.blocks) if self.shuffle else np.arange(self.blocks)
-        for start in range(0, self.blocks, self.window):
-            chosen = [int(b) for b in order[start:start + self.window]]
-            parts = dask.compute(*[self.X.blocks[b] for b in chosen], *[self.y.blocks[b] for b in chosen])
-            xs, ys = parts[:len(chosen)], parts[len(chosen):]
-            xp = _xp.namespace(xs[0])
-            x, y = (xs[0], ys[0]) if len(chosen) == 1 else (xp.concat(xs, axis=0), xp.concat(ys, axis=0))
-            if self.shuffle:
-                rows = xp.asarray(self.rng.permutation(int(x.shape[0])), device=_xp.array_device(x))
-                x, y = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
-            yield x, y
+        groups = [[int(b) for b in order[i:i + self.window]] for i in range(0, self.blocks, self.window)]
+        with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="portable_nn-stream") as pool:
+            upcoming = pool.submit(self._compute, groups[0])
+            for i in range(len(groups)):
+                current = upcoming.result()
+                if i + 1 < len(groups):
+                    upcoming = pool.submit(self._compute, groups[i + 1])
+                yield current
 
     def epoch(self, prepare: Any) -> Iterator[tuple[Array, Array, Array]]:
-        """``(x, y_loss, y_acc)`` batches of one epoch; ``prepare(y)`` gives the loss's and accuracy's targets."""
+        """``(x, y_loss, y_acc)`` batches of one epoch; ``prepare(y)`` gives the loss's and accuracy's targets.
+
+        A partial batch at a window's end is completed with the next window's first rows (only those rows are
+        copied, never the window).
+        """
+        bs = self.batch_size
         carry_x = carry_y = None
-        for window_x, window_y in self._windows():
-            x, y = window_x, window_y
-            if carry_x is not None:
-                xp = _xp.namespace(x)
-                x, y = xp.concat([carry_x, x], axis=0), xp.concat([carry_y, y], axis=0)
-                carry_x = carry_y = None
-            held = int(x.shape[0])
+        for x, y in self._windows():
+            xp = _xp.namespace(x)
+            held = int(x.shape[0]) + (0 if carry_x is None else int(carry_x.shape[0]))
             self.peak_rows = max(self.peak_rows, held)
             PEAK["rows"] = max(PEAK["rows"], held)
             y_loss, y_acc = prepare(y)
-            full = held - held % self.batch_size
-            for start in range(0, full, self.batch_size):
-                rows = slice(start, start + self.batch_size)
+            start = 0
+            if carry_x is not None:
+                start = min(bs - int(carry_x.shape[0]), int(x.shape[0]))
+                carry_x = xp.concat([carry_x, x[:start, ...]], axis=0)
+                carry_y = xp.concat([carry_y, y[:start, ...]], axis=0)
+                if int(carry_x.shape[0]) < bs:  # a window smaller than what the batch still lacks
+                    continue
+                yield (carry_x, *prepare(carry_y))
+                carry_x = carry_y = None
+            n = int(x.shape[0])
+            full = start + (n - start) // bs * bs
+            for first in range(start, full, bs):
+                rows = slice(first, first + bs)
                 yield x[rows, ...], y_loss[rows, ...], y_acc[rows, ...]
-            if full < held:
+            if full < n:
                 carry_x, carry_y = x[full:, ...], y[full:, ...]
         if carry_x is not None:  # the epoch's last, partial batch
-            y_loss, y_acc = prepare(carry_y)
-            yield carry_x, y_loss, y_acc
+            yield (carry_x, *prepare(carry_y))
