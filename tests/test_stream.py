@@ -81,6 +81,10 @@ def test_predict_on_a_process_cluster_equals_numpy():
     m.train(da.from_array(X, chunks=(40, 2)), da.from_array(y, chunks=40), epochs=5, batch_size=32, verbose=False)
     lazy = m.predict(da.from_array(X, chunks=(40, 2)))
     assert type(lazy).__module__.startswith("dask")
+    graph = dict(lazy.__dask_graph__())
+    for p in m.plan.parameters:  # each parameter is one key of the graph: sent to a worker once, not per task
+        keys = [k for k in graph if isinstance(k, tuple) and k[0] == p.value.name]
+        assert len(keys) == 1, keys
     cluster = distributed.LocalCluster(n_workers=2, threads_per_worker=1, processes=True, dashboard_address=None)
     with cluster, distributed.Client(cluster):
         got = lazy.compute()
