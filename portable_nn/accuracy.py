@@ -7,6 +7,7 @@ from typing import Any, ClassVar
 import array_api_extra as xpx
 
 from . import _xp
+from ._repr import config_repr
 from ._typing import Array, Namespace
 
 __all__ = ["Accuracy", "CategoricalAccuracy", "RegressionAccuracy"]
@@ -41,6 +42,9 @@ class Accuracy:
 
     def get_config(self) -> dict[str, Any]:
         return {}
+
+    def __repr__(self) -> str:
+        return config_repr(self)
 
 
 def _like_predictions(xp: Any, predictions: Any, y: Any) -> Any:

@@ -18,7 +18,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _xp
+from . import _xp, initializers
+from ._repr import config_repr
 from ._typing import Array
 from .parameter import Parameter, grad_of, regularizer_of, state_of, value_of
 from .random import Generator
@@ -76,8 +77,7 @@ class Layer:
         return cls()
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        return config_repr(self)
 
 
 def _check_seed(owner: str, seed: Any) -> int | None:
@@ -120,6 +120,7 @@ class Dense(Layer):
         weight_scale: float = 0.01,
         seed: int | None = None,
         dtype: Any = "float32",
+        initializer: str = "book",
         weight_regularizer_l1: float = 0.0,
         weight_regularizer_l2: float = 0.0,
         bias_regularizer_l1: float = 0.0,
@@ -130,14 +131,19 @@ class Dense(Layer):
             if isinstance(size, bool) or not isinstance(size, (int, np.integer)) or size <= 0:
                 raise ValueError(f"Dense: {name} must be a positive integer, got {size!r}")
         self.n_inputs, self.n_neurons = int(n_inputs), int(n_neurons)
+        if initializer not in initializers.INITIALIZERS:
+            initializers.draw(str(initializer), 1, 1, np.random.default_rng(0), 0.0)  # the one-line error
+        if weight_scale != 0.01 and initializer != "book":
+            raise ValueError(f"Dense: weight_scale scales the 'book' initializer only, not {initializer!r}")
+        self.initializer = initializer
         self.weight_scale = _check_factor("Dense: weight_scale", weight_scale)
         self.seed = _check_seed("Dense", seed)
         self.dtype = _xp.dtype_name(dtype)
         # Host draw in float64, then cast: the same seed gives the same bits everywhere.
         rng = np.random.default_rng(self.seed)
-        standard = rng.standard_normal((self.n_inputs, self.n_neurons))
         with np.errstate(over="ignore"):
-            weight = (self.weight_scale * standard).astype(self.dtype)
+            drawn = initializers.draw(initializer, self.n_inputs, self.n_neurons, rng, self.weight_scale)
+            weight = drawn.astype(self.dtype)
         if not np.all(np.isfinite(weight)):
             raise ValueError(f"Dense: weight_scale={self.weight_scale!r} gives infinite {self.dtype} weights")
         self.params = {
@@ -160,6 +166,7 @@ class Dense(Layer):
             "weight_scale": self.weight_scale,
             "seed": self.seed,
             "dtype": self.dtype,
+            "initializer": self.initializer,
             "weight_regularizer_l1": self.weight_regularizer_l1,
             "weight_regularizer_l2": self.weight_regularizer_l2,
             "bias_regularizer_l1": self.bias_regularizer_l1,

@@ -12,6 +12,7 @@ from __future__ import annotations
 from typing import Any, ClassVar
 
 from . import _xp
+from ._repr import config_repr
 from ._typing import Array, Namespace
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import Softmax, softmax_parts
@@ -90,6 +91,9 @@ class Loss:
         if include_regularization:
             return data_loss, self.regularization_loss()
         return data_loss
+
+    def __repr__(self) -> str:
+        return config_repr(self)
 
     def get_config(self) -> dict[str, Any]:
         return {}

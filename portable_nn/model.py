@@ -9,15 +9,19 @@ loop live in ``portable_nn.training``, the divergence policy in
 
 from __future__ import annotations
 
+import math
 from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
+import numpy as np
 
 from . import _xp, io
 from . import distributed as distributed_
+from ._repr import config_repr
 from ._typing import Array, LayerLike
 from .accuracy import Accuracy
+from .callbacks import CallbackList
 from .losses import Loss, fused_loss
 from .network import Network, is_layer
 from .optimizers import Optimizer
@@ -41,10 +45,46 @@ class Model:
         self.plan: Plan | None = None
         # saved with the model and loaded back: JSON values only (the command line stores the data set's name)
         self.metadata: dict[str, Any] = {}
+        self.stop_training = False  # a callback may set it: train stops at the epoch's end
+        self.rank = 0  # this process's rank in data-parallel training
 
     def __repr__(self) -> str:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return f"Model([{layers}], loss={self.loss!r}, optimizer={self.optimizer!r})"
+
+    def summary(self) -> str:
+        """A text table: each layer, its output shape, parameter count and dtype; totals; where it is placed.
+
+        ``print(model.summary())``.
+        """
+        rows = [("layer", "output shape", "params", "dtype")]
+        width: int | None = None
+        total = 0
+        nbytes = 0
+        for i, layer in enumerate(self.layers):
+            width = getattr(layer, "n_neurons", width if width is not None else getattr(layer, "n_inputs", None))
+            params = list(layer.parameters()) if hasattr(layer, "parameters") else []
+            count = sum(math.prod(p.value.shape) for p in params)
+            total += count
+            nbytes += sum(math.prod(p.value.shape) * np.dtype(p.dtype).itemsize for p in params)
+            dtype = params[0].dtype if params else ""
+            rows.append((f"{i} {config_repr(layer)}", f"(n, {width if width is not None else '?'})", f"{count:,}",
+                         dtype))
+        widths = [max(len(r[c]) for r in rows) for c in range(4)]
+        lines = [f"Model: {len(self.layers)} layers, loss {self.loss!r}, optimizer {self.optimizer!r}"
+                 + (", softmax and cross-entropy fused" if self.plan is not None and self.plan.fused else "")]
+        for j, r in enumerate(rows):
+            cells = (c.rjust(w) if k == 2 else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True)))
+            lines.append("  ".join(cells).rstrip())
+            if j == 0:
+                lines.append("-" * len(lines[-1]))
+        lines.append(f"total parameters: {total:,} ({nbytes / 1024:,.1f} KiB)")
+        first = next((p.value for p in self.network.parameters()), None)
+        placed = all(getattr(layer, "_placed", True) for layer in self.layers)
+        if first is not None:
+            lines.append(f"placed on: {_xp.describe(first)}" if placed
+                         else "not placed yet: host NumPy until the first forward")
+        return "\n".join(lines)
 
     # -- building -----------------------------------------------------------
     def add(self, layer: LayerLike) -> Model:
@@ -124,6 +164,7 @@ class Model:
         callback: Callable[[dict[str, Any]], None] | None = None,
         compile: bool | str = "auto",
         distributed: Any = None,
+        callbacks: Any = None,
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
@@ -142,6 +183,11 @@ class Model:
         ``distributed``: True (``MPI.COMM_WORLD``) or an MPI communicator:
         data-parallel training, every rank calling ``train`` with the same
         data and arguments (``portable_nn/distributed.py``).
+
+        ``callbacks``: ``portable_nn.callbacks`` objects (``EarlyStopping``,
+        ``ModelCheckpoint``, ``ReduceLROnPlateau`` or your own), run at each
+        epoch's end; one returning True stops training and the ``History``
+        so far is returned.
         """
         plan = self._require("train", optimizer=True)
         epochs = positive_int("Model.train", "epochs", epochs)
@@ -154,20 +200,23 @@ class Model:
         compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
         if parallel is not None and compiler is not None:
             raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
+        hooks = CallbackList(callbacks, self)
         self.network.place(X)
         plan.accuracy.init(y)
-        if parallel is not None:
-            return self._train_distributed(parallel, X, y, epochs=epochs, batch_size=batch_size,
-                                           print_every=print_every, validation_data=validation_data,
-                                           shuffle=shuffle, seed=seed, verbose=verbose, callback=callback)
         kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                                   "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
-                                  "verbose": verbose, "callback": callback}
-        if compiler == "jax":
-            return compiled.fit_jax(plan, X, y, **kwargs)
-        if compiler == "torch":
-            return fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
-        return fit(plan, X, y, **kwargs)
+                                  "verbose": verbose, "callback": callback, "callbacks": hooks}
+        hooks.begin()
+        if parallel is not None:
+            history = self._train_distributed(parallel, X, y, **kwargs)
+        elif compiler == "jax":
+            history = compiled.fit_jax(plan, X, y, **kwargs)
+        elif compiler == "torch":
+            history = fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
+        else:
+            history = fit(plan, X, y, **kwargs)
+        hooks.end()
+        return history
 
     def _train_distributed(self, parallel: Any, X: Array, y: Array, *, seed: int | None, verbose: bool,
                            **kwargs: Any) -> History:
@@ -179,6 +228,7 @@ class Model:
         parallel.broadcast(self.network, plan.optimizer)
         parallel.reseed_dropout(self.network)
         seed = parallel.seed(seed)
+        self.rank = parallel.rank  # ModelCheckpoint writes on rank 0 only
         try:
             return fit(plan, X, y, seed=seed, verbose=verbose and parallel.rank == 0, parallel=parallel, **kwargs)
         except (FloatingPointError, KeyboardInterrupt, RuntimeError):

@@ -16,6 +16,7 @@ import math
 from typing import Any, ClassVar
 
 from . import _xp, kernels
+from ._repr import config_repr
 from ._typing import Array, Namespace
 from .parameter import FlatParameters, Parameter
 
@@ -56,10 +57,13 @@ class Optimizer:
         super().__init_subclass__(**kwargs)
         Optimizer.registry[cls.__name__] = cls
 
-    def __init__(self, learning_rate: float, decay: float) -> None:
+    def __init__(self, learning_rate: float, decay: float, *, clipnorm: float | None = None,
+                 clipvalue: float | None = None) -> None:
         name = type(self).__name__
         self.learning_rate = _positive(name, "learning_rate", learning_rate)
         self.decay = _non_negative(name, "decay", decay)
+        self.clipnorm = None if clipnorm is None else _positive(name, "clipnorm", clipnorm)
+        self.clipvalue = None if clipvalue is None else _positive(name, "clipvalue", clipvalue)
         self.current_learning_rate = self.learning_rate
         self.iterations = 0
         self._flat: FlatParameters | None = None
@@ -68,9 +72,39 @@ class Optimizer:
         if self.decay:
             self.current_learning_rate = self.learning_rate / (1.0 + self.decay * self.iterations)
 
+    def _clip_config(self) -> dict[str, Any]:
+        return {"clipnorm": self.clipnorm, "clipvalue": self.clipvalue}
+
+    def clip_grads(self, xp: Namespace, grads: list[Array]) -> list[Array]:
+        """Gradient clipping: ``clipvalue`` clips each element to ``[-v, v]``; then ``clipnorm`` scales all
+        gradients by ``min(1, clipnorm / (||g|| + 1e-6))``, ``||g||`` the global norm over every parameter
+        (as ``torch.nn.utils.clip_grad_norm_``).  On the device, no host sync."""
+        if self.clipvalue is not None:
+            grads = [xp.clip(g, -self.clipvalue, self.clipvalue) for g in grads]
+        if self.clipnorm is not None:
+            total = xp.sqrt(sum((xp.sum(g * g) for g in grads[1:]), xp.sum(grads[0] * grads[0])))
+            one = xp.ones((), dtype=total.dtype, device=_xp.array_device(total))
+            coefficient = xp.minimum(self.clipnorm / (total + 1e-6), one)
+            grads = [g * coefficient for g in grads]
+        return grads
+
+    def _clip_parameters(self, params: list[Parameter]) -> None:
+        if (self.clipnorm is not None or self.clipvalue is not None) and params:
+            if any(p.grad is None for p in params):
+                return  # update_parameter names the missing gradient
+            clipped = self.clip_grads(_xp.namespace(params[0].grad), [p.grad for p in params])
+            for p, g in zip(params, clipped, strict=True):
+                p.grad = g
+
     def update_params(self, layer: Any) -> None:
-        """Update one layer's parameters on the portable path (new arrays, rebound)."""
-        for p in layer.parameters():
+        """Update one layer's parameters on the portable path (new arrays, rebound).
+
+        Called layer by layer (the book's protocol), ``clipnorm`` takes the norm over that layer's parameters;
+        ``update_all`` and ``Model.train`` take it over every parameter.
+        """
+        params = list(layer.parameters())
+        self._clip_parameters(params)
+        for p in params:
             self.update_parameter(p)
 
     def update_parameter(self, p: Parameter) -> None:
@@ -98,6 +132,7 @@ class Optimizer:
 
     def update_parameters(self, params: list[Parameter], ok: Array | None = None) -> None:
         """``update_all`` over a list of parameters (the training step keeps the list)."""
+        self._clip_parameters(params)
         kernels.update(self, params, ok)
 
     def flat_buffer(self, params: list[Parameter]) -> FlatParameters | None:
@@ -121,8 +156,7 @@ class Optimizer:
         raise NotImplementedError  # pragma: no cover
 
     def __repr__(self) -> str:
-        args = ", ".join(f"{k}={v!r}" for k, v in self.get_config().items())
-        return f"{type(self).__name__}({args})"
+        return config_repr(self)
 
     def __getstate__(self) -> dict[str, Any]:
         return dict(self.__dict__, _flat=None)  # views into a buffer are not part of a copy
@@ -131,8 +165,9 @@ class Optimizer:
 class SGD(Optimizer):
     """``update = momentum * update_prev - lr * d``; ``p = p + update`` (``p = p - lr * d`` without momentum)."""
 
-    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0) -> None:
-        super().__init__(learning_rate, decay)
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *,
+                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
         self.momentum = _fraction("SGD", "momentum", momentum)
         self.state_names = ("momentum",) if self.momentum else ()
         self.kernel = "sgd_momentum" if self.momentum else "sgd"
@@ -147,7 +182,8 @@ class SGD(Optimizer):
         return {"lr": lr, "momentum": self.momentum} if self.momentum else {"lr": lr}
 
     def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "decay": self.decay, "momentum": self.momentum}
+        return {"learning_rate": self.learning_rate, "decay": self.decay, "momentum": self.momentum,
+                **self._clip_config()}
 
 
 class Adagrad(Optimizer):
@@ -156,8 +192,9 @@ class Adagrad(Optimizer):
     state_names = ("cache",)
     kernel = "cache_rule"
 
-    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7) -> None:
-        super().__init__(learning_rate, decay)
+    def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7, *,
+                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
         self.epsilon = _positive("Adagrad", "epsilon", epsilon)
 
     def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
@@ -168,7 +205,8 @@ class Adagrad(Optimizer):
         return {"lr": lr, "eps": self.epsilon, "rho": None}
 
     def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon}
+        return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon,
+                **self._clip_config()}
 
 
 class RMSprop(Optimizer):
@@ -178,9 +216,10 @@ class RMSprop(Optimizer):
     kernel = "cache_rule"
 
     def __init__(
-        self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9
+        self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9, *,
+        clipnorm: float | None = None, clipvalue: float | None = None,
     ) -> None:
-        super().__init__(learning_rate, decay)
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
         self.epsilon = _positive("RMSprop", "epsilon", epsilon)
         self.rho = _fraction("RMSprop", "rho", rho)
 
@@ -192,7 +231,8 @@ class RMSprop(Optimizer):
         return {"lr": lr, "eps": self.epsilon, "rho": self.rho}
 
     def get_config(self) -> dict[str, Any]:
-        return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon, "rho": self.rho}
+        return {"learning_rate": self.learning_rate, "decay": self.decay, "epsilon": self.epsilon, "rho": self.rho,
+                **self._clip_config()}
 
 
 class Adam(Optimizer):
@@ -215,8 +255,10 @@ class Adam(Optimizer):
         beta_2: float = 0.999,
         *,
         weight_decay: float = 0.0,
+        clipnorm: float | None = None,
+        clipvalue: float | None = None,
     ) -> None:
-        super().__init__(learning_rate, decay)
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
         self.epsilon = _positive("Adam", "epsilon", epsilon)
         self.beta_1 = _fraction("Adam", "beta_1", beta_1)
         self.beta_2 = _fraction("Adam", "beta_2", beta_2)
@@ -248,4 +290,5 @@ class Adam(Optimizer):
             "beta_1": self.beta_1,
             "beta_2": self.beta_2,
             "weight_decay": self.weight_decay,
+            **self._clip_config(),
         }

@@ -26,7 +26,8 @@ def make(case):
         m.add(pnn.Dense(2, 16, seed=0, dtype=d, weight_regularizer_l1=1e-4, weight_regularizer_l2=1e-3,
                         bias_regularizer_l1=1e-4, bias_regularizer_l2=1e-3))
         m.add(pnn.ReLU()).add(pnn.Dropout(0.2, seed=9)).add(pnn.Dense(16, 3, seed=1, dtype=d)).add(pnn.Softmax())
-        m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.02, decay=1e-3, weight_decay=1e-2))
+        m.set(loss=pnn.CategoricalCrossentropy(),
+              optimizer=pnn.Adam(0.02, decay=1e-3, weight_decay=1e-2, clipnorm=0.05))
         return m, X, y, {"batch_size": 16, "shuffle": True, "seed": 3}  # 16 does not divide 60
     if case == "sgd-momentum-onehot":
         m.add(pnn.Dense(2, 16, seed=0, dtype=d)).add(pnn.Tanh()).add(pnn.Dense(16, 3, seed=1, dtype=d))
@@ -42,7 +43,7 @@ def make(case):
         X, y = sine_data(60)
         m.add(pnn.Dense(1, 16, seed=0, dtype=d)).add(pnn.ReLU()).add(pnn.Dense(16, 1, seed=1, dtype=d))
         m.add(pnn.Linear())
-        m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.RMSprop(0.005, decay=1e-3),
+        m.set(loss=pnn.MeanSquaredError(), optimizer=pnn.RMSprop(0.005, decay=1e-3, clipvalue=0.5),
               accuracy=pnn.RegressionAccuracy())
         return m, X, y, {"batch_size": 16}
     if case == "adagrad-mae":

@@ -198,7 +198,7 @@ def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
 
 def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
             validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
-            callback: Any) -> History:
+            callback: Any, callbacks: Any = None) -> History:
     """``Model.train`` compiled on JAX: blocks of epochs, one dispatch and one read-back each."""
     xp = _xp.namespace(X)
     optimizer = plan.optimizer
@@ -206,7 +206,7 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     steps = n // bs + (1 if n % bs else 0)
-    per_block = max(1, min(epochs, print_every // steps))
+    per_block = 1 if callbacks else max(1, min(epochs, print_every // steps))  # callbacks: every epoch's end
     total = epochs * steps
     y_loss, y_acc = prepared_targets(plan, xp, y)
     val = val_batches = None
@@ -243,9 +243,11 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
                         (start_iterations, start_lr))
             _check_block(kept, snapshot, losses, bool(finite), done, k, steps)
             _adopt(plan, params_new, state_new, keys, start_iterations + k * steps)
-            _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs, print_every, total,
-                          start_iterations, val is not None, verbose, callback)
+            finished = _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs,
+                                     print_every, total, start_iterations, val is not None, verbose, callback)
             done += k
+            if callbacks and True in [callbacks.epoch_end(e, logs) for e, logs in finished]:
+                return history  # a callback stopped training, cleanly, at an epoch's end
             if interrupts.pending:
                 interrupted = KeyboardInterrupt(
                     f"Model.train: interrupted; the model is at the end of epoch {done}, step {steps} "
@@ -310,8 +312,9 @@ def _lr_at(plan: Plan, iteration: int) -> float:
 
 def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compared: Any, figures: Any,
                   done: int, steps: int, n: int, bs: int, print_every: int, total: int, start_iterations: int,
-                  validation: bool, verbose: bool, callback: Any) -> None:
+                  validation: bool, verbose: bool, callback: Any) -> list[tuple[int, dict[str, float]]]:
     """History and reports of a finished block, from its read-back per-step figures (host arithmetic)."""
+    finished = []
     for e in range(losses.shape[0]):
         epoch = done + e + 1
         seen = np.cumsum(_rows_per_step(n, bs, steps))
@@ -329,6 +332,7 @@ def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compa
                 history.epoch.append(epoch)
                 for key, value in figs.items():
                     getattr(history, key).append(value)
+                finished.append((epoch, figs))
             if global_step % print_every and global_step != total:
                 continue
             step_lr = _lr_at(plan, start_iterations + e * steps + s)
@@ -340,6 +344,7 @@ def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compa
             if history.val_loss:
                 info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
             emit(info, verbose, callback)
+    return finished
 
 
 def _rows_per_step(n: int, bs: int, steps: int) -> np.ndarray:

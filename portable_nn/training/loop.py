@@ -72,7 +72,7 @@ class _Run:
 def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
         validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
         callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any] = train_step,
-        parallel: Any = None) -> History:
+        parallel: Any = None, callbacks: Any = None) -> History:
     """Train ``plan`` on checked data; see ``Model.train``.
 
     ``step``: ``train_step`` or a compiled one; ``parallel``: a
@@ -90,7 +90,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
         source = _InMemory(plan, X, y, batch_size, shuffle, rng)
         return _loop(plan, source, _xp.namespace(X), guard_for(X, plan.network, optimizer), epochs=epochs,
                      batch_size=batch_size, print_every=print_every, validation_data=validation_data,
-                     verbose=verbose, callback=callback, step=step, parallel=parallel)
+                     verbose=verbose, callback=callback, step=step, parallel=parallel, callbacks=callbacks)
     # Dask: stream windows of blocks into their own library (training/stream.py); the parameters and state
     # move there for the call and back to Dask arrays after it
     streamed = Streamed(plan, X, y, batch_size, shuffle, rng)
@@ -101,7 +101,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
         return _loop(plan, streamed, _xp.namespace(local), guard_for(local, plan.network, optimizer),
                      epochs=epochs, batch_size=batch_size, print_every=print_every,
                      validation_data=validation_data, verbose=verbose, callback=callback, step=step,
-                     parallel=parallel)
+                     parallel=parallel, callbacks=callbacks)
     finally:
         plan.network.to(X)
         plan.accuracy.to(X)
@@ -113,7 +113,8 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
 
 def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, batch_size: int | None,
           print_every: int, validation_data: tuple[Array, Array] | None, verbose: bool,
-          callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any], parallel: Any) -> History:
+          callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any], parallel: Any,
+          callbacks: Any) -> History:
     """The epochs and steps over ``source``'s batches: reports, the guard, interrupts."""
     history = History()
     steps = source.steps
@@ -142,10 +143,15 @@ def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, 
                     accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
                     run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
                 at_report = run.global_step % print_every == 0 or run.global_step == total_steps
-                if at_report or stop:
-                    _report(plan, xp, history, run, guard, verbose and at_report, callback, total_steps)
+                epoch_end = bool(callbacks) and i == steps - 1  # callbacks see every epoch's figures
+                finished: list[tuple[int, dict[str, float]]] = []
+                if at_report or stop or epoch_end:
+                    finished = _report(plan, xp, history, run, guard, verbose and at_report, callback, total_steps)
                     if parallel is not None:
                         parallel.check_in_step(plan.network, f"epoch {epoch}, step {i + 1}")
+                if callbacks and True in [callbacks.epoch_end(e, logs) for e, logs in finished]:
+                    guard.at_end()
+                    return history  # a callback stopped training, cleanly, at an epoch's end
                 if parallel is None:
                     stop = interrupts.pending  # a Ctrl-C during the report counts at this step too
                 if stop:
@@ -214,7 +220,7 @@ def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: An
 
 
 def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard, verbose: bool,
-            callback: Any, total_steps: int) -> None:
+            callback: Any, total_steps: int) -> list[tuple[int, dict[str, float]]]:
     """The one host sync: read figures back, check for divergence, record, print, call back."""
     keys = [(i, k) for i, (_, figs) in enumerate(run.pending) for k in figs]
     values = [run.pending[i][1][k] for i, k in keys]
@@ -238,6 +244,7 @@ def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard
     if history.val_loss:
         info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
     emit(info, verbose, callback)
+    return list(by_epoch.items())
 
 
 def emit(info: dict[str, Any], verbose: bool, callback: Callable[[dict[str, Any]], None] | None) -> None:

@@ -201,11 +201,12 @@ def apply_step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x
     correct, _ = count_correct(plan, output, y_acc)
     plan.network.backward(dvalue, upto=plan.body)
     new_params, new_state = [], []
-    for p, s in zip(plist, state, strict=True):
+    grads = optimizer.clip_grads(_xp.namespace(plist[0].value), [p.grad for p in plist])
+    for p, s, grad in zip(plist, state, grads, strict=True):
         xp = _xp.namespace(p.value)
         current = {key: s[key] if s.get(key) is not None else xp.zeros_like(p.value)
                    for key in optimizer.state_names}
-        value, current = optimizer.rule(xp, p.value, p.grad, current, learning_rate, iteration)
+        value, current = optimizer.rule(xp, p.value, grad, current, learning_rate, iteration)
         new_params.append(value)
         new_state.append(current)
     return StepResult(new_params, new_state, loss_sum, correct)

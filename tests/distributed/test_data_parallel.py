@@ -23,6 +23,7 @@ OPTIMIZERS = {
     "adagrad": lambda: pnn.Adagrad(0.1),
     "rmsprop": lambda: pnn.RMSprop(0.01, decay=1e-3),
     "adam": lambda: pnn.Adam(0.02, decay=1e-3, weight_decay=1e-2),
+    "adam-clipped": lambda: pnn.Adam(0.02, clipnorm=0.05, clipvalue=0.02),  # clipped after the all-reduce
 }
 
 

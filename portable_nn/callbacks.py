@@ -1,0 +1,224 @@
+"""Callbacks for ``Model.train(..., callbacks=[...])``: code that runs at each epoch's end, on the host.
+
+The protocol (Keras' names): ``set_model(model)``, ``on_train_begin(logs)``,
+``on_epoch_end(epoch, logs)`` and ``on_train_end(logs)``.  ``logs`` holds the
+epoch's figures as host floats: ``loss``, ``data_loss``,
+``regularization_loss``, ``accuracy``, ``learning_rate`` and, with
+validation data, ``val_loss`` and ``val_accuracy``.  A callback stops
+training cleanly by returning True from ``on_epoch_end`` (or by setting
+``model.stop_training = True``): ``train`` returns the ``History`` so far.
+
+With callbacks, every epoch ends with a report point (one read-back an
+epoch), eagerly, compiled (one epoch per dispatch) and in data-parallel
+training (every rank runs them with the same figures, so every rank makes
+the same decision; ``ModelCheckpoint`` writes on rank 0 only).
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+__all__ = ["Callback", "CallbackList", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
+
+
+class Callback:
+    """The protocol, with hooks that do nothing."""
+
+    model: Any = None
+
+    def set_model(self, model: Any) -> None:
+        self.model = model
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        """Before the first step of a ``train`` call."""
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
+        """After each epoch, with its figures; True stops training."""
+        return None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        """After the last step (also after a callback stopped training)."""
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({', '.join(f'{k}={v!r}' for k, v in self.get_config().items())})"
+
+    def get_config(self) -> dict[str, Any]:
+        return {}
+
+
+class _Monitor(Callback):
+    """Tracks the best value of ``monitor`` (lower is better for losses, higher for accuracies)."""
+
+    def __init__(self, owner: str, monitor: str, min_delta: float, mode: str) -> None:
+        if mode not in ("auto", "min", "max"):
+            raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
+        min_delta = float(min_delta)
+        if not math.isfinite(min_delta) or min_delta < 0:
+            raise ValueError(f"{owner}: min_delta must be a finite number >= 0, got {min_delta!r}")
+        self.owner, self.monitor, self.min_delta = owner, str(monitor), min_delta
+        self.mode = ("max" if "acc" in self.monitor else "min") if mode == "auto" else mode
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def reset(self) -> None:
+        self.best = math.inf if self.mode == "min" else -math.inf
+
+    def value(self, logs: dict[str, float]) -> float:
+        if self.monitor not in logs:
+            raise ValueError(f"{self.owner}: monitor={self.monitor!r} is not among this run's figures "
+                             f"{sorted(logs)} (val_* figures need validation_data)")
+        return float(logs[self.monitor])
+
+    def improved(self, value: float) -> bool:
+        """Whether ``value`` beats the best so far by more than ``min_delta`` (and records it if so)."""
+        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
+        if better:
+            self.best = value
+        return better
+
+
+class EarlyStopping(_Monitor):
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+
+    ``restore_best``: at the end, the parameters of the best epoch come back
+    (copies taken with ``get_parameters``: a real copy on every backend).
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0,
+                 restore_best: bool = True, mode: str = "auto") -> None:
+        super().__init__("EarlyStopping", monitor, min_delta, mode)
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got {patience!r}")
+        self.patience, self.restore_best = patience, bool(restore_best)
+        self.wait = 0
+        self.best_epoch: int | None = None
+        self.stopped_epoch: int | None = None
+        self.best_parameters: Any = None
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.reset()
+        self.wait, self.best_epoch, self.stopped_epoch, self.best_parameters = 0, None, None, None
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
+        if self.improved(self.value(logs)):
+            self.wait, self.best_epoch = 0, epoch
+            if self.restore_best:
+                self.best_parameters = self.model.get_parameters()
+            return None
+        self.wait += 1
+        if self.wait >= self.patience:
+            self.stopped_epoch = epoch
+            return True
+        return None
+
+    def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
+        if self.restore_best and self.best_parameters is not None:
+            self.model.set_parameters(self.best_parameters)
+
+    def get_config(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
+                "restore_best": self.restore_best, "mode": self.mode}
+
+
+class ModelCheckpoint(_Monitor):
+    """Save the model (the model file format, written atomically) at each epoch's end.
+
+    ``save_best_only``: only when ``monitor`` improved.  ``path`` may hold
+    ``{epoch}`` (formatted with the epoch number).  In data-parallel training
+    only rank 0 writes.
+    """
+
+    def __init__(self, path: Any, monitor: str = "val_loss", *, save_best_only: bool = True,
+                 min_delta: float = 0.0, mode: str = "auto") -> None:
+        super().__init__("ModelCheckpoint", monitor, min_delta, mode)
+        self.path, self.save_best_only = path, bool(save_best_only)
+        self.saved: list[str] = []
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.reset()
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
+        if (self.improved(self.value(logs)) or not self.save_best_only) and getattr(self.model, "rank", 0) == 0:
+            path = str(self.path).format(epoch=epoch)
+            self.model.save(path)
+            self.saved.append(path)
+        return None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"path": str(self.path), "monitor": self.monitor, "save_best_only": self.save_best_only}
+
+
+class ReduceLROnPlateau(_Monitor):
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
+
+    Both ``learning_rate`` (what decay starts from) and ``current_learning_rate`` are scaled, never below
+    ``min_lr``; on JAX the rates are traced inputs, so nothing recompiles.
+    """
+
+    def __init__(self, monitor: str = "val_loss", *, factor: float = 0.1, patience: int = 10,
+                 min_delta: float = 1e-4, min_lr: float = 0.0, mode: str = "auto") -> None:
+        super().__init__("ReduceLROnPlateau", monitor, min_delta, mode)
+        factor = float(factor)
+        if not 0.0 < factor < 1.0:
+            raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
+        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
+            raise ValueError(f"ReduceLROnPlateau: patience must be an integer >= 0, got {patience!r}")
+        self.factor, self.patience, self.min_lr = factor, patience, float(min_lr)
+        self.wait = 0
+        self.reductions: list[tuple[int, float]] = []
+
+    def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
+        self.reset()
+        self.wait = 0
+
+    def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
+        if self.improved(self.value(logs)):
+            self.wait = 0
+            return None
+        self.wait += 1
+        if self.wait >= self.patience:
+            optimizer = self.model.optimizer
+            optimizer.learning_rate = max(self.min_lr, optimizer.learning_rate * self.factor) or optimizer.learning_rate
+            optimizer.current_learning_rate = max(self.min_lr, optimizer.current_learning_rate * self.factor)
+            self.reductions.append((epoch, optimizer.current_learning_rate))
+            self.wait = 0
+        return None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"monitor": self.monitor, "factor": self.factor, "patience": self.patience,
+                "min_delta": self.min_delta, "min_lr": self.min_lr}
+
+
+class CallbackList:
+    """The callbacks of one ``train`` call, as the loop calls them."""
+
+    def __init__(self, callbacks: Any, model: Any) -> None:
+        callbacks = list(callbacks or [])
+        for cb in callbacks:
+            if not callable(getattr(cb, "on_epoch_end", None)):
+                raise TypeError(f"Model.train: callbacks must have on_epoch_end(epoch, logs) (see "
+                                f"portable_nn.callbacks.Callback), got {type(cb).__name__}")
+        self.callbacks, self.model = callbacks, model
+
+    def __bool__(self) -> bool:
+        return bool(self.callbacks)
+
+    def begin(self) -> None:
+        self.model.stop_training = False
+        for cb in self.callbacks:
+            if hasattr(cb, "set_model"):
+                cb.set_model(self.model)
+            if hasattr(cb, "on_train_begin"):
+                cb.on_train_begin({})
+
+    def epoch_end(self, epoch: int, logs: dict[str, float]) -> bool:
+        """Run every callback (all of them, even after one asked to stop); whether training should stop."""
+        stop = False
+        for cb in self.callbacks:
+            stop = bool(cb.on_epoch_end(epoch, dict(logs))) or stop
+        return stop or bool(getattr(self.model, "stop_training", False))
+
+    def end(self) -> None:
+        for cb in self.callbacks:
+            if hasattr(cb, "on_train_end"):
+                cb.on_train_end({})
