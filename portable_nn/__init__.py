@@ -5,15 +5,16 @@ layers look the array namespace up from their input
 (``array_api_compat.array_namespace``) and use only the array API standard.
 """
 
-from . import activations, datasets
+from . import activations, callbacks, datasets
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
 from .checking import GradcheckResult, check_all, gradcheck
 from .kernels import fast_paths, fast_paths_enabled, set_fast_paths
-from .layers import Dense, Dropout, Layer
+from .layers import Dense, Dropout, Layer, LayerNorm
 from .losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
+    HuberLoss,
     Loss,
     MeanAbsoluteError,
     MeanSquaredError,
@@ -31,6 +32,8 @@ __all__ = [
     "Dense",
     "Dropout",
     "Layer",
+    "LayerNorm",
+    "HuberLoss",
     "Loss",
     "CategoricalCrossentropy",
     "BinaryCrossentropy",
@@ -49,6 +52,7 @@ __all__ = [
     "Model",
     "History",
     "datasets",
+    "callbacks",
     "gradcheck",
     "check_all",
     "GradcheckResult",

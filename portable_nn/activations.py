@@ -1,4 +1,4 @@
-"""Activations: ``ReLU``, ``LeakyReLU``, ``Tanh``, ``Sigmoid``, ``Softmax``, ``Linear``.
+"""Activations: ``ReLU``, ``LeakyReLU``, ``Tanh``, ``GELU``, ``Sigmoid``, ``Softmax``, ``Linear``.
 
 Each keeps the forward formula and its local derivative side by side, and
 has ``predictions(output)`` turning outputs into what accuracy compares.  A
@@ -9,6 +9,7 @@ another edit.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 from . import _xp, kernels
@@ -86,6 +87,60 @@ class Tanh(Activation):
         self._need_forward()
         y = self.output
         self.dinput = dvalue * (1.0 - y * y)
+        return self.dinput
+
+
+class GELU(Activation):
+    """Gaussian error linear unit, ``y = x * Phi(x)``.
+
+    ``approximate="tanh"`` (the default): ``y = x (1 + tanh(u)) / 2`` with ``u = c (x + 0.044715 x**3)``,
+    ``c = sqrt(2/pi)``; backward ``dinput = dvalue * ((1 + t) / 2 + x (1 - t**2) c (1 + 3*0.044715 x**2) / 2)``.
+    ``approximate="none"``: ``y = x (1 + erf(x / sqrt 2)) / 2``; backward ``dinput = dvalue * (Phi(x) + x phi(x))``,
+    ``phi(x) = exp(-x**2 / 2) / sqrt(2 pi)`` -- only where the namespace has ``erf`` (PyTorch); not in the
+    array API standard.
+    """
+
+    _C = math.sqrt(2.0 / math.pi)
+    _A = 0.044715
+
+    def __init__(self, approximate: str = "tanh") -> None:
+        super().__init__()
+        if approximate not in ("tanh", "none"):
+            raise ValueError(f"GELU: approximate must be 'tanh' or 'none', got {approximate!r}")
+        self.approximate = approximate
+
+    def get_config(self) -> dict[str, Any]:
+        return {"approximate": self.approximate}
+
+    def _erf(self, xp: Namespace) -> Any:
+        erf = getattr(xp, "erf", None)
+        if erf is None:
+            raise TypeError(f"GELU(approximate='none'): {xp.__name__} has no erf (it is not in the array API "
+                            f"standard); use GELU() (the tanh approximation) on this backend")
+        return erf
+
+    def forward(self, x: Array) -> Array:
+        xp = _xp.namespace(x)
+        self.input = x
+        if self.approximate == "none":
+            self.output = 0.5 * x * (1.0 + self._erf(xp)(x / math.sqrt(2.0)))
+        else:
+            self.tanh = xp.tanh(self._C * (x + self._A * x * x * x))
+            self.output = 0.5 * x * (1.0 + self.tanh)
+        return self.output
+
+    def backward(self, dvalue: Array) -> Array:
+        self._need_forward()
+        xp = _xp.namespace(dvalue)
+        x = self.input
+        if self.approximate == "none":
+            cdf = 0.5 * (1.0 + self._erf(xp)(x / math.sqrt(2.0)))
+            pdf = xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
+            self.dinput = dvalue * (cdf + x * pdf)
+        else:
+            t = self.tanh
+            du = self._C * (1.0 + 3.0 * self._A * x * x)
+            self.dinput = dvalue * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
         return self.dinput
 
 

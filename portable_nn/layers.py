@@ -24,7 +24,7 @@ from ._typing import Array
 from .parameter import Parameter, grad_of, regularizer_of, state_of, value_of
 from .random import Generator
 
-__all__ = ["Dense", "Dropout", "Layer"]
+__all__ = ["Dense", "Dropout", "Layer", "LayerNorm", "ParametricLayer"]
 
 
 class Layer:
@@ -96,7 +96,31 @@ def _check_factor(name: str, value: float) -> float:
     return value
 
 
-class Dense(Layer):
+class ParametricLayer(Layer):
+    """A layer with parameters: held on the host from construction until the first forward places them."""
+
+    dtype: str
+    _placed: bool = False
+
+    def place(self, like: Array) -> None:
+        """Move host-held parameters and state (a seeded draw, a loaded file) to ``like``'s library and device.
+
+        Arrays a user assigned in another library stay as they are (a
+        mismatch is then reported by ``forward``).
+        """
+        xp, dev = _xp.namespace(like), _xp.array_device(like)
+        for p in self.parameters():
+            p.place(xp, dev)
+        self._placed = True
+
+    def to_dtype(self, dtype: Any) -> None:
+        """Compute in ``dtype`` from now on: parameters and optimizer state are cast."""
+        self.dtype = _xp.dtype_name(dtype)
+        for p in self.parameters():
+            p.to_dtype(self.dtype)
+
+
+class Dense(ParametricLayer):
     """Fully connected layer: ``output = input @ weight + bias``.
 
     Backward: ``dweight = input.T @ dvalue``, ``dbias = sum(dvalue, axis=0)``,
@@ -181,23 +205,6 @@ class Dense(Layer):
                     bias_regularizer_l1=1e-3, bias_regularizer_l2=1e-3)
         dense.bias = rng.uniform(0.2, 1.0, size=(1, 3))
         return dense
-
-    def place(self, like: Array) -> None:
-        """Move host-held parameters and state (a seeded draw, a loaded file) to ``like``'s library and device.
-
-        Arrays a user assigned in another library stay as they are (a
-        mismatch is then reported by ``forward``).
-        """
-        xp, dev = _xp.namespace(like), _xp.array_device(like)
-        for p in self.parameters():
-            p.place(xp, dev)
-        self._placed = True
-
-    def to_dtype(self, dtype: Any) -> None:
-        """Compute in ``dtype`` from now on: parameters and optimizer state are cast."""
-        self.dtype = _xp.dtype_name(dtype)
-        for p in self.parameters():
-            p.to_dtype(self.dtype)
 
     def forward(self, x: Array) -> Array:
         xp = _xp.namespace(x)
@@ -286,4 +293,78 @@ class Dropout(Layer):
     def backward(self, dvalue: Array) -> Array:
         self._need_forward()
         self.dinput = dvalue if self.mask is None else dvalue * self.mask
+        return self.dinput
+
+
+class LayerNorm(ParametricLayer):
+    """Layer normalization over the features of each sample, then a learned scale and shift.
+
+    ``xhat = (x - mean) / sqrt(var + eps)`` (per row), ``output = xhat * weight + bias``.
+    Backward: ``dbias = sum_n dvalue``, ``dweight = sum_n dvalue * xhat``; with ``g = dvalue * weight``,
+    ``dinput = (g - mean_j g - xhat * mean_j(g * xhat)) / sqrt(var + eps)`` -- the mean and the variance
+    depend on every feature of the row, hence the two subtracted means.
+    """
+
+    weight, bias = value_of("weight"), value_of("bias")
+    dweight, dbias = grad_of("weight"), grad_of("bias")
+
+    def __init__(self, n_features: int, *, epsilon: float = 1e-5, dtype: Any = "float32") -> None:
+        super().__init__()
+        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features <= 0:
+            raise ValueError(f"LayerNorm: n_features must be a positive integer, got {n_features!r}")
+        epsilon = float(epsilon)
+        if not np.isfinite(epsilon) or epsilon <= 0:
+            raise ValueError(f"LayerNorm: epsilon must be a finite number > 0, got {epsilon!r}")
+        self.n_features, self.epsilon = int(n_features), epsilon
+        self.n_inputs = self.n_neurons = self.n_features  # the width it keeps (summary, checks)
+        self.dtype = _xp.dtype_name(dtype)
+        self.params = {
+            "weight": Parameter("weight", np.ones((1, self.n_features), dtype=self.dtype), self.dtype),
+            "bias": Parameter("bias", np.zeros((1, self.n_features), dtype=self.dtype), self.dtype),
+        }
+        self._placed = False
+        self.xhat: Array = None
+        self.inv_std: Array = None
+
+    def get_config(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "epsilon": self.epsilon, "dtype": self.dtype}
+
+    @classmethod
+    def example(cls, seed: int) -> Layer:
+        rng = np.random.default_rng(seed)
+        layer = cls(4, dtype="float64")
+        layer.weight = rng.uniform(0.5, 1.5, size=(1, 4))
+        layer.bias = rng.uniform(-0.5, 0.5, size=(1, 4))
+        return layer
+
+    def forward(self, x: Array) -> Array:
+        xp = _xp.namespace(x)
+        if not self._placed:
+            self.place(x)
+        weight, bias = self.weight, self.bias
+        _xp.check_same_place(x, weight, "LayerNorm.forward")
+        if x.ndim != 2 or x.shape[1] != self.n_features:
+            raise ValueError(f"LayerNorm.forward: expected input of shape (n_samples, {self.n_features}), "
+                             f"got {tuple(x.shape)}")
+        if x.dtype != weight.dtype:
+            _xp.check_floating(xp, x, "LayerNorm.forward input")
+            x = xp.astype(x, weight.dtype)
+        self.input = x
+        centered = x - xp.mean(x, axis=1, keepdims=True)
+        self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=1, keepdims=True) + self.epsilon)
+        self.xhat = centered * self.inv_std
+        self.output = self.xhat * weight + bias
+        return self.output
+
+    def backward(self, dvalue: Array) -> Array:
+        self._need_forward()
+        xp = _xp.namespace(dvalue)
+        weight, bias = self.params["weight"], self.params["bias"]
+        xhat = self.xhat
+        bias.grad = bias.regularized(xp.sum(dvalue, axis=0, keepdims=True))
+        weight.grad = weight.regularized(xp.sum(dvalue * xhat, axis=0, keepdims=True))
+        g = dvalue * weight.value
+        mean_g = xp.mean(g, axis=1, keepdims=True)
+        mean_gx = xp.mean(g * xhat, axis=1, keepdims=True)
+        self.dinput = (g - mean_g - xhat * mean_gx) * self.inv_std
         return self.dinput

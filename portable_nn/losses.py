@@ -9,6 +9,7 @@ dtype before any arithmetic (the seed's uint8 ``-y_true`` trap).
 
 from __future__ import annotations
 
+import math
 from typing import Any, ClassVar
 
 from . import _xp
@@ -24,6 +25,7 @@ __all__ = [
     "BinaryCrossentropy",
     "MeanSquaredError",
     "MeanAbsoluteError",
+    "HuberLoss",
     "SoftmaxCategoricalCrossentropy",
     "fused_loss",
 ]
@@ -260,6 +262,36 @@ class MeanAbsoluteError(Loss):
         xp, y = self._elementwise(y_pred, y_true)
         n, k = y_pred.shape
         self.dinput = xp.sign(y_pred - y) / (k * n)
+        return self.dinput
+
+
+class HuberLoss(Loss):
+    """``L_i = mean_j h(p - y)``, ``h(r) = r**2 / 2`` where ``|r| <= delta``, else ``delta (|r| - delta / 2)``.
+
+    Backward: ``dinput = clip(p - y, -delta, delta) / k / n`` -- the residual itself near zero (as squared
+    error), its sign times ``delta`` beyond (as absolute error): robust to outliers, smooth at zero.
+    """
+
+    def __init__(self, delta: float = 1.0) -> None:
+        delta = float(delta)
+        if not math.isfinite(delta) or delta <= 0:
+            raise ValueError(f"HuberLoss: delta must be a finite number > 0, got {delta!r}")
+        self.delta = delta
+
+    def get_config(self) -> dict[str, Any]:
+        return {"delta": self.delta}
+
+    def forward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        r = xp.abs(y_pred - y)
+        quadratic = xp.minimum(r, xp.full_like(r, self.delta))
+        # r**2/2 inside, delta (r - delta/2) outside, written once: q**2/2 + delta (r - q)
+        return xp.mean(0.5 * quadratic * quadratic + self.delta * (r - quadratic), axis=1)
+
+    def backward(self, y_pred: Any, y_true: Any) -> Any:
+        xp, y = self._elementwise(y_pred, y_true)
+        n, k = y_pred.shape
+        self.dinput = xp.clip(y_pred - y, -self.delta, self.delta) / (k * n)
         return self.dinput
 
 

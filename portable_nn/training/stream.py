@@ -5,7 +5,8 @@ into the blocks' own library (NumPy, or CuPy when the blocks are CuPy) and
 trains on it with the ordinary step -- fast kernels included -- so memory
 holds two windows of blocks (the one training, and the next one, computed in
 a background thread meanwhile) plus less than one batch carried over, never
-the whole array.  The parameters and optimizer state move to the blocks' library
+the whole array -- unless the whole array fits in one window: it is then
+computed once per call and kept.  The parameters and optimizer state move to the blocks' library
 for the call and back to Dask arrays at its end, so the model looks as it
 did: Dask parameters, lazy ``predict``.
 
@@ -62,6 +63,7 @@ class Streamed:
         self.window = window or window_blocks(X.chunks[0], self.batch_size)
         self.steps = math.ceil(self.n / self.batch_size)
         self.peak_rows = 0
+        self.whole: tuple[Array, Array] | None = None
 
     def first_block(self) -> Array:
         """An array of the blocks' library and device (Dask's zero-size ``_meta``): where training runs."""
@@ -69,11 +71,17 @@ class Streamed:
         return meta if meta is not None else self.X.blocks[0].compute()
 
     def _compute(self, chosen: list[int]) -> tuple[Array, Array]:
-        dask: Any = importlib.import_module("dask")
-        parts = dask.compute(*[self.X.blocks[b] for b in chosen], *[self.y.blocks[b] for b in chosen])
-        xs, ys = parts[:len(chosen)], parts[len(chosen):]
-        xp = _xp.namespace(xs[0])
-        x, y = (xs[0], ys[0]) if len(chosen) == 1 else (xp.concat(xs, axis=0), xp.concat(ys, axis=0))
+        if self.whole is not None:  # the array fits in one window: computed once per call, kept
+            x, y = self.whole
+        else:
+            dask: Any = importlib.import_module("dask")
+            parts = dask.compute(*[self.X.blocks[b] for b in chosen], *[self.y.blocks[b] for b in chosen])
+            xs, ys = parts[:len(chosen)], parts[len(chosen):]
+            xp = _xp.namespace(xs[0])
+            x, y = (xs[0], ys[0]) if len(chosen) == 1 else (xp.concat(xs, axis=0), xp.concat(ys, axis=0))
+            if len(chosen) == self.blocks:
+                self.whole = (x, y)
+        xp = _xp.namespace(x)
         if self.shuffle:
             rows = xp.asarray(self.rng.permutation(int(x.shape[0])), device=_xp.array_device(x))
             x, y = xp.take(x, rows, axis=0), xp.take(y, rows, axis=0)
@@ -83,6 +91,9 @@ class Streamed:
         """The epoch's windows; the next one is computed in a background thread while this one trains."""
         order = self.rng.permutation(self.blocks) if self.shuffle else np.arange(self.blocks)
         groups = [[int(b) for b in order[i:i + self.window]] for i in range(0, self.blocks, self.window)]
+        if len(groups) == 1:  # one window (kept after the first epoch): no thread to start
+            yield self._compute(groups[0])
+            return
         with concurrent.futures.ThreadPoolExecutor(max_workers=1, thread_name_prefix="portable_nn-stream") as pool:
             upcoming = pool.submit(self._compute, groups[0])
             for i in range(len(groups)):
