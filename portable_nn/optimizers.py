@@ -15,7 +15,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from . import _xp, kernels
+from . import _xp, kernels, schedules
 from ._repr import config_repr
 from ._typing import Array, Namespace
 from .parameter import FlatParameters, Parameter
@@ -58,10 +58,13 @@ class Optimizer:
         Optimizer.registry[cls.__name__] = cls
 
     def __init__(self, learning_rate: float, decay: float, *, clipnorm: float | None = None,
-                 clipvalue: float | None = None) -> None:
+                 clipvalue: float | None = None, schedule: Any = None) -> None:
         name = type(self).__name__
         self.learning_rate = _positive(name, "learning_rate", learning_rate)
         self.decay = _non_negative(name, "decay", decay)
+        self.schedule = schedules.from_config(schedule)
+        if self.schedule is not None and self.decay:
+            raise ValueError(f"{name}: give decay or a schedule, not both (decay is InverseTimeDecay(decay))")
         self.clipnorm = None if clipnorm is None else _positive(name, "clipnorm", clipnorm)
         self.clipvalue = None if clipvalue is None else _positive(name, "clipvalue", clipvalue)
         self.current_learning_rate = self.learning_rate
@@ -69,11 +72,15 @@ class Optimizer:
         self._flat: FlatParameters | None = None
 
     def pre_update_params(self) -> None:
-        if self.decay:
+        if self.schedule is not None:
+            self.current_learning_rate = float(self.schedule(self.learning_rate, self.iterations))
+        elif self.decay:
             self.current_learning_rate = self.learning_rate / (1.0 + self.decay * self.iterations)
 
     def _clip_config(self) -> dict[str, Any]:
-        return {"clipnorm": self.clipnorm, "clipvalue": self.clipvalue}
+        """The settings every optimizer shares besides the rate: clipping and the schedule."""
+        return {"clipnorm": self.clipnorm, "clipvalue": self.clipvalue,
+                "schedule": None if self.schedule is None else self.schedule.spec()}
 
     def clip_grads(self, xp: Namespace, grads: list[Array]) -> list[Array]:
         """Gradient clipping: ``clipvalue`` clips each element to ``[-v, v]``; then ``clipnorm`` scales all
@@ -166,8 +173,8 @@ class SGD(Optimizer):
     """``update = momentum * update_prev - lr * d``; ``p = p + update`` (``p = p - lr * d`` without momentum)."""
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, momentum: float = 0.0, *,
-                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
-        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
+                 clipnorm: float | None = None, clipvalue: float | None = None, schedule: Any = None) -> None:
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue, schedule=schedule)
         self.momentum = _fraction("SGD", "momentum", momentum)
         self.state_names = ("momentum",) if self.momentum else ()
         self.kernel = "sgd_momentum" if self.momentum else "sgd"
@@ -193,8 +200,8 @@ class Adagrad(Optimizer):
     kernel = "cache_rule"
 
     def __init__(self, learning_rate: float = 1.0, decay: float = 0.0, epsilon: float = 1e-7, *,
-                 clipnorm: float | None = None, clipvalue: float | None = None) -> None:
-        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
+                 clipnorm: float | None = None, clipvalue: float | None = None, schedule: Any = None) -> None:
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue, schedule=schedule)
         self.epsilon = _positive("Adagrad", "epsilon", epsilon)
 
     def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
@@ -217,9 +224,9 @@ class RMSprop(Optimizer):
 
     def __init__(
         self, learning_rate: float = 0.001, decay: float = 0.0, epsilon: float = 1e-7, rho: float = 0.9, *,
-        clipnorm: float | None = None, clipvalue: float | None = None,
+        clipnorm: float | None = None, clipvalue: float | None = None, schedule: Any = None,
     ) -> None:
-        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue, schedule=schedule)
         self.epsilon = _positive("RMSprop", "epsilon", epsilon)
         self.rho = _fraction("RMSprop", "rho", rho)
 
@@ -257,8 +264,9 @@ class Adam(Optimizer):
         weight_decay: float = 0.0,
         clipnorm: float | None = None,
         clipvalue: float | None = None,
+        schedule: Any = None,
     ) -> None:
-        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue)
+        super().__init__(learning_rate, decay, clipnorm=clipnorm, clipvalue=clipvalue, schedule=schedule)
         self.epsilon = _positive("Adam", "epsilon", epsilon)
         self.beta_1 = _fraction("Adam", "beta_1", beta_1)
         self.beta_2 = _fraction("Adam", "beta_2", beta_2)

@@ -109,7 +109,9 @@ def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, 
     assert optimizer is not None
     itf = xp.astype(it, rates.dtype)
     lr = rates[1]
-    if optimizer.decay:
+    if optimizer.schedule is not None:
+        lr = optimizer.schedule(rates[0], itf, xp)
+    elif optimizer.decay:
         lr = rates[0] / (1.0 + optimizer.decay * itf)
     return lr, itf + 1.0
 
@@ -306,6 +308,8 @@ def _adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys:
 def _lr_at(plan: Plan, iteration: int) -> float:
     optimizer = plan.optimizer
     assert optimizer is not None
+    if optimizer.schedule is not None:
+        return float(optimizer.schedule(optimizer.learning_rate, iteration))
     return optimizer.learning_rate / (1.0 + optimizer.decay * iteration) if optimizer.decay \
         else optimizer.current_learning_rate
 
@@ -475,6 +479,8 @@ def torch_stepper(plan: Plan) -> Any:
         with bound(plan), warnings.catch_warnings():
             # dynamo's note that it traces through array-api-compat's lru_cache'd type checks: not ours to act on
             warnings.filterwarnings("ignore", message=".*functools.lru_cache.*", category=UserWarning)
+            # and inductor's own deprecation notes while it compiles (torch.jit internals): not the user's code
+            warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch(\..*)?$")
             out = compiled_step(params, state, x, y_loss, y_acc, lr, t, noise)
         if before_update is not None:
             before_update(out.loss_sum)  # may raise: nothing has been assigned yet
