@@ -33,6 +33,19 @@ from .training.validate import check_data, check_features, check_pair, positive_
 __all__ = ["History", "Model"]
 
 
+def _split(what: str, X: Any, y: Any, fraction: Any, validation_data: Any) -> tuple[Any, Any, Any]:
+    """The last ``fraction`` of the rows as validation data (the order they come in)."""
+    if validation_data is not None:
+        raise ValueError(f"{what}: give validation_data or validation_split, not both")
+    fraction = float(fraction)
+    n = int(X.shape[0]) if hasattr(X, "shape") else 0
+    held = math.ceil(n * fraction) if 0.0 < fraction < 1.0 else 0
+    if not 0.0 < fraction < 1.0 or held in (0, n):
+        raise ValueError(f"{what}: validation_split must leave rows on both sides of the split; got {fraction!r} "
+                         f"of {n} rows")
+    return X[:n - held, ...], y[:n - held, ...], (X[n - held:, ...], y[n - held:, ...])
+
+
 class Model:
     """A stack of layers trained with one loss, optimizer and accuracy."""
 
@@ -158,6 +171,7 @@ class Model:
         batch_size: int | None = None,
         print_every: int = 1,
         validation_data: tuple[Array, Array] | None = None,
+        validation_split: float | None = None,
         shuffle: bool = False,
         seed: int | None = None,
         verbose: bool = True,
@@ -184,6 +198,9 @@ class Model:
         data-parallel training, every rank calling ``train`` with the same
         data and arguments (``portable_nn/distributed.py``).
 
+        ``validation_split``: the last fraction of the rows (taken before
+        shuffling, as Keras does) becomes the validation data.
+
         ``callbacks``: ``portable_nn.callbacks`` objects (``EarlyStopping``,
         ``ModelCheckpoint``, ``ReduceLROnPlateau`` or your own), run at each
         epoch's end; one returning True stops training and the ``History``
@@ -193,6 +210,8 @@ class Model:
         epochs = positive_int("Model.train", "epochs", epochs)
         batch_size = positive_int("Model.train", "batch_size", batch_size, allow_none=True)
         print_every = positive_int("Model.train", "print_every", print_every)
+        if validation_split is not None:
+            X, y, validation_data = _split("Model.train", X, y, validation_split, validation_data)
         self._check("train", X, y)
         if validation_data is not None:
             self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))

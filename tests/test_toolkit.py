@@ -223,3 +223,20 @@ def test_a_schedule_under_compile_equals_eager(backend):
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-12)
     assert runs[1][1] == pytest.approx(runs[0][1], rel=1e-15)
     np.testing.assert_allclose(runs[1][2], runs[0][2], rtol=1e-12, atol=1e-14)
+
+
+# -- validation_split ----------------------------------------------------------------------------
+
+def test_validation_split_holds_out_the_last_rows(backend):
+    X, y, _, _ = data(backend)  # 180 rows
+    a, b = classifier(), classifier()
+    ha = a.train(X, y, epochs=3, batch_size=32, validation_split=0.25, verbose=False)
+    hb = b.train(X[:135, ...], y[:135, ...], epochs=3, batch_size=32, validation_data=(X[135:, ...], y[135:, ...]),
+                 verbose=False)
+    np.testing.assert_allclose(ha.val_loss, hb.val_loss, rtol=1e-12)
+    np.testing.assert_allclose(ha.loss, hb.loss, rtol=1e-12)
+    for bad in (0.0, 1.0, 1.5, -0.2):
+        with pytest.raises(ValueError, match="validation_split must leave rows on both sides"):
+            a.train(X, y, validation_split=bad, verbose=False)
+    with pytest.raises(ValueError, match="give validation_data or validation_split, not both"):
+        a.train(X, y, validation_split=0.2, validation_data=(X, y), verbose=False)
