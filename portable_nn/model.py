@@ -14,11 +14,9 @@ from collections.abc import Callable
 from typing import Any
 
 import array_api_compat
-import numpy as np
 
-from . import _xp, io
+from . import _xp, io, summary
 from . import distributed as distributed_
-from ._repr import config_repr
 from ._typing import Array, LayerLike
 from .accuracy import Accuracy
 from .callbacks import CallbackList
@@ -70,34 +68,7 @@ class Model:
 
         ``print(model.summary())``.
         """
-        rows = [("layer", "output shape", "params", "dtype")]
-        width: int | None = None
-        total = 0
-        nbytes = 0
-        for i, layer in enumerate(self.layers):
-            width = getattr(layer, "n_neurons", width if width is not None else getattr(layer, "n_inputs", None))
-            params = list(layer.parameters()) if hasattr(layer, "parameters") else []
-            count = sum(math.prod(p.value.shape) for p in params)
-            total += count
-            nbytes += sum(math.prod(p.value.shape) * np.dtype(p.dtype).itemsize for p in params)
-            dtype = params[0].dtype if params else ""
-            rows.append((f"{i} {config_repr(layer)}", f"(n, {width if width is not None else '?'})", f"{count:,}",
-                         dtype))
-        widths = [max(len(r[c]) for r in rows) for c in range(4)]
-        lines = [f"Model: {len(self.layers)} layers, loss {self.loss!r}, optimizer {self.optimizer!r}"
-                 + (", softmax and cross-entropy fused" if self.plan is not None and self.plan.fused else "")]
-        for j, r in enumerate(rows):
-            cells = (c.rjust(w) if k == 2 else c.ljust(w) for k, (c, w) in enumerate(zip(r, widths, strict=True)))
-            lines.append("  ".join(cells).rstrip())
-            if j == 0:
-                lines.append("-" * len(lines[-1]))
-        lines.append(f"total parameters: {total:,} ({nbytes / 1024:,.1f} KiB)")
-        first = next((p.value for p in self.network.parameters()), None)
-        placed = all(getattr(layer, "_placed", True) for layer in self.layers)
-        if first is not None:
-            lines.append(f"placed on: {_xp.describe(first)}" if placed
-                         else "not placed yet: host NumPy until the first forward")
-        return "\n".join(lines)
+        return summary.table(self)
 
     # -- building -----------------------------------------------------------
     def add(self, layer: LayerLike) -> Model:

@@ -121,7 +121,6 @@ def _make_train_block(model_plan: Plan, xp: Namespace, n: int, bs: int, epochs: 
     import jax
 
     plan = _private(model_plan)
-    nb, rem = divmod(n, bs)
     rand = random_layers(plan)
     rates: Any = None
 
@@ -143,14 +142,7 @@ def _make_train_block(model_plan: Plan, xp: Namespace, n: int, bs: int, epochs: 
 
     def epoch(carry: Any, order: Any, X: Array, yl: Array, ya: Array, val: Any) -> Any:
         data = (X, yl, ya) if order is None else tuple(xp.take(a, order, axis=0) for a in (X, yl, ya))
-        outs = []
-        if nb:
-            xs = tuple(xp.reshape(a[:nb * bs, ...], (nb, bs, *a.shape[1:])) for a in data)
-            carry, out = jax.lax.scan(one, carry, xs)
-            outs.append(out)
-        if rem:
-            carry, out = one(carry, tuple(a[nb * bs:, ...] for a in data))
-            outs.append(tuple(v[None, ...] for v in out))
+        carry, outs = _scan_batches(xp, one, carry, data, bs)
         losses, correct, compared = (xp.concat([o[i] for o in outs]) for i in range(3))
         _bind(plan, carry[0])
         dtype = carry[0][0].dtype
@@ -178,6 +170,24 @@ def _make_train_block(model_plan: Plan, xp: Namespace, n: int, bs: int, epochs: 
     # No buffer donation: the model's arrays are the user's to read (a callback may keep a reference to a
     # weight; a donated buffer would be deleted under it), and the block's inputs are the kept snapshot.
     return jax.jit(block)
+
+
+def _scan_batches(xp: Namespace, one: Any, carry: Any, data: tuple[Array, ...], bs: int) -> tuple[Any, list[Any]]:
+    """``one(carry, batch)`` over the batches of ``bs`` rows of ``data``: a ``lax.scan`` over the full batches,
+    then one call on the last partial batch.  The outputs come as a list of stacked trees (one or two)."""
+    import jax
+
+    n = int(data[0].shape[0])
+    nb, rem = divmod(n, bs)
+    outs = []
+    if nb:
+        xs = tuple(xp.reshape(a[:nb * bs, ...], (nb, bs, *a.shape[1:])) for a in data)
+        carry, out = jax.lax.scan(one, carry, xs)
+        outs.append(out)
+    if rem:
+        carry, out = one(carry, tuple(a[nb * bs:, ...] for a in data))
+        outs.append(jax.tree_util.tree_map(lambda v: v[None, ...], out))
+    return carry, outs
 
 
 def _signature(plan: Plan) -> str:
@@ -365,7 +375,6 @@ def _make_infer(model_plan: Plan, xp: Namespace, n: int, bs: int, with_loss: boo
     from .step import losses_and_output
 
     plan = _private(model_plan)  # traced on a copy: predict stays safe from several threads
-    nb, rem = divmod(n, bs)
 
     def run(params: Any, X: Array, yl: Any, ya: Any) -> Any:
         TRACES["jax:evaluate" if with_loss else "jax:predict"] += 1
@@ -382,14 +391,7 @@ def _make_infer(model_plan: Plan, xp: Namespace, n: int, bs: int, with_loss: boo
                                                                                            dtype=losses.dtype))
 
             data = (X,) if not with_loss else (X, yl, ya)
-            outs = []
-            if nb:
-                xs = tuple(xp.reshape(a[:nb * bs, ...], (nb, bs, *a.shape[1:])) for a in data)
-                _, out = jax.lax.scan(one, None, xs)
-                outs.append(out)
-            if rem:
-                _, out = one(None, tuple(a[nb * bs:, ...] for a in data))
-                outs.append(out[None, ...] if not with_loss else tuple(v[None, ...] for v in out))
+            _, outs = _scan_batches(xp, one, None, data, bs)
             if not with_loss:
                 return xp.concat([xp.reshape(o, (-1, *o.shape[2:])) for o in outs], axis=0)
             loss_sum, correct, compared = (xp.sum(xp.concat([o[i] for o in outs])) for i in range(3))
