@@ -144,20 +144,20 @@ def test_torch_compiles_without_graph_breaks(backend):
 
 
 @pytest.mark.only_xp_backends("torch", reason="dynamo's per-code-object cache limit")
-def test_each_torch_model_keeps_its_own_compiled_step(backend, monkeypatch):
+def test_each_torch_model_keeps_its_own_compiled_step(backend):
     """Dynamo keeps at most recompile_limit graphs per code object: each model's step has a code object of its own."""
     import torch
     from torch._dynamo.utils import counters
 
     torch._dynamo.reset()
     counters.clear()
-    monkeypatch.setattr(torch._dynamo.config, "recompile_limit", 1)
-    for hidden in (4, 5, 6):  # three models with different shapes: three graphs, none falls back to eager
-        m = pnn.Model().add(pnn.Dense(2, hidden, seed=0, dtype="float64")).add(pnn.ReLU())
-        m.add(pnn.Dense(hidden, 3, seed=1, dtype="float64")).add(pnn.Softmax())
-        m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01)).finalize()
-        X, y = spiral_data(10, 3, seed=0)
-        quiet_train(m, backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=1, compile=True)
+    with torch._dynamo.config.patch(recompile_limit=1):  # dynamo's own scoped setting: restored afterwards
+        for hidden in (4, 5, 6):  # three models with different shapes: three graphs, none falls back to eager
+            m = pnn.Model().add(pnn.Dense(2, hidden, seed=0, dtype="float64")).add(pnn.ReLU())
+            m.add(pnn.Dense(hidden, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+            m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01)).finalize()
+            X, y = spiral_data(10, 3, seed=0)
+            quiet_train(m, backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=1, compile=True)
     assert counters["stats"]["unique_graphs"] == 3
 
 
