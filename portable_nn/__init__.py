@@ -5,7 +5,7 @@ layers look the array namespace up from their input
 (``array_api_compat.array_namespace``) and use only the array API standard.
 """
 
-from . import activations, callbacks, datasets
+from . import activations, callbacks, datasets, metrics, schedules
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
 from .checking import GradcheckResult, check_all, gradcheck
@@ -53,6 +53,8 @@ __all__ = [
     "History",
     "datasets",
     "callbacks",
+    "metrics",
+    "schedules",
     "gradcheck",
     "check_all",
     "GradcheckResult",

@@ -17,6 +17,7 @@ import array_api_compat
 
 from . import _xp, io, summary
 from . import distributed as distributed_
+from . import metrics as metrics_
 from ._typing import Array, LayerLike
 from .accuracy import Accuracy
 from .callbacks import CallbackList
@@ -233,9 +234,13 @@ class Model:
         check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
                    target_kind=self.loss.target_kind)  # type: ignore[union-attr]
 
-    def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None,
-                 compile: bool | str = "auto") -> tuple[float, float]:
-        """Mean data loss and accuracy on ``(X, y)``, as host floats (``compile``: as in ``train``)."""
+    def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None, compile: bool | str = "auto",
+                 metrics: Any = None) -> Any:
+        """Mean data loss and accuracy on ``(X, y)``, as host floats (``compile``: as in ``train``).
+
+        ``metrics``: ``portable_nn.metrics`` objects (precision, recall, F1, top-k accuracy, MAE); then
+        ``(loss, accuracy, {name: value})`` is returned, the metrics computed from counts on the device.
+        """
         plan = self._require("evaluate")
         batch_size = positive_int("Model.evaluate", "batch_size", batch_size, allow_none=True)
         self._check("evaluate", X, y)
@@ -249,7 +254,22 @@ class Model:
         else:  # PyTorch evaluates eagerly: torch.compile of inference costs more than it saves here
             sums = evaluate_sums(plan, X, y_loss, y_acc, batches(int(X.shape[0]), batch_size))
         loss, acc = _xp.to_host(xp, list(sums))
-        return loss, acc
+        if metrics is None:
+            return loss, acc
+        return loss, acc, self._metrics("evaluate", list(metrics), X, y, batch_size)
+
+    def _metrics(self, what: str, metrics: list[Any], X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
+        xp = _xp.namespace(X)
+        for metric in metrics:
+            if not isinstance(metric, metrics_.Metric):
+                raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects, got {metric!r}")
+            if metric.needs == "classes" and self.loss is not None and self.loss.target_kind != "classes":
+                raise ValueError(f"Model.{what}: {metric!r} needs class labels; this model's loss is "
+                                 f"{self.loss!r}")
+        labels = xp.argmax(y, axis=1) if y.ndim == 2 and self.loss is not None \
+            and self.loss.target_kind == "classes" else y
+        outputs = [(self.network.infer(X[s, ...]), labels[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
+        return metrics_.evaluate_metrics(metrics, xp, outputs)
 
     def predict(self, X: Array, *, batch_size: int | None = None, compile: bool | str = "auto") -> Array:
         """The model's output for ``X``, an array of X's library and device (lazy on Dask).

@@ -1,0 +1,151 @@
+"""Metrics for ``Model.evaluate(X, y, metrics=[...])``, computed on the device from counts.
+
+Each metric sums counts over the batches (device arrays, no host sync) and
+turns them into its value once, on the host, at the end:
+
+* ``Precision(average="macro")``: ``tp_c / (tp_c + fp_c)`` per class, averaged (``average=None``: per class);
+* ``Recall``: ``tp_c / (tp_c + fn_c)``; ``F1``: ``2 p r / (p + r)`` per class, then averaged;
+  a class never predicted (or never present) scores 0, as scikit-learn's ``zero_division=0``;
+* ``TopKAccuracy(k)``: the share of rows whose true class is among the ``k`` highest outputs
+  (ties counted in the class's favour);
+* ``MAE``: ``mean |output - y|`` over every element (regression).
+"""
+
+from __future__ import annotations
+
+from typing import Any, ClassVar
+
+import numpy as np
+
+from . import _xp
+from ._typing import Array
+
+__all__ = ["F1", "MAE", "Metric", "Precision", "Recall", "TopKAccuracy"]
+
+
+class Metric:
+    """``counts(xp, output, y)`` -> device arrays summed over batches; ``value(host counts)`` -> the figure."""
+
+    name: ClassVar[str] = "metric"
+    needs: ClassVar[str] = "classes"  # "classes" (integer labels) or "values" (regression targets)
+
+    def counts(self, xp: Any, output: Array, y: Array) -> list[Array]:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def value(self, counts: list[np.ndarray]) -> Any:  # pragma: no cover - abstract
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}()"
+
+
+def _per_class(xp: Any, output: Array, y: Array) -> list[Array]:
+    """``[tp, predicted, actual]`` per class from the outputs' argmax and the labels."""
+    n_classes = int(output.shape[1])
+    predicted = xp.argmax(output, axis=1)
+    dtype = output.dtype
+    p = _xp.one_hot(xp, predicted, n_classes, dtype)
+    t = _xp.one_hot(xp, xp.astype(y, predicted.dtype), n_classes, dtype)  # the labels, as the argmax's dtype
+    return [xp.sum(p * t, axis=0), xp.sum(p, axis=0), xp.sum(t, axis=0)]
+
+
+def _ratio(num: np.ndarray, den: np.ndarray) -> np.ndarray:
+    out: np.ndarray = np.divide(num, den, out=np.zeros_like(num, dtype=np.float64), where=den > 0)
+    return out
+
+
+class _Averaged(Metric):
+    def __init__(self, average: str | None = "macro") -> None:
+        if average not in ("macro", None):
+            raise ValueError(f"{type(self).__name__}: average must be 'macro' or None (per class), got {average!r}")
+        self.average = average
+
+    def counts(self, xp: Any, output: Array, y: Array) -> list[Array]:
+        return _per_class(xp, output, y)
+
+    def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        raise NotImplementedError  # pragma: no cover - abstract
+
+    def value(self, counts: list[np.ndarray]) -> Any:
+        scores = self.per_class(*(np.asarray(c, dtype=np.float64) for c in counts))
+        return float(np.mean(scores)) if self.average == "macro" else scores
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}(average={self.average!r})"
+
+
+class Precision(_Averaged):
+    name = "precision"
+
+    def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        return _ratio(tp, predicted)
+
+
+class Recall(_Averaged):
+    name = "recall"
+
+    def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        return _ratio(tp, actual)
+
+
+class F1(_Averaged):
+    name = "f1"
+
+    def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
+        p, r = _ratio(tp, predicted), _ratio(tp, actual)
+        return _ratio(2 * p * r, p + r)
+
+
+class TopKAccuracy(Metric):
+    name = "top_k_accuracy"
+
+    def __init__(self, k: int = 5) -> None:
+        if isinstance(k, bool) or not isinstance(k, int) or k < 1:
+            raise ValueError(f"TopKAccuracy: k must be a positive integer, got {k!r}")
+        self.k = k
+
+    def counts(self, xp: Any, output: Array, y: Array) -> list[Array]:
+        labels = xp.astype(y, _xp.default_int(xp, _xp.array_device(output)))
+        onehot = _xp.one_hot(xp, labels, int(output.shape[1]), output.dtype)
+        true_score = xp.sum(output * onehot, axis=1, keepdims=True)
+        above = xp.sum(xp.astype(output > true_score, output.dtype), axis=1)
+        hits = xp.sum(xp.astype(above < self.k, output.dtype))
+        return [hits, xp.asarray(float(output.shape[0]), dtype=output.dtype, device=_xp.array_device(output))]
+
+    def value(self, counts: list[np.ndarray]) -> Any:
+        return float(counts[0] / counts[1])
+
+    def __repr__(self) -> str:
+        return f"TopKAccuracy(k={self.k})"
+
+
+class MAE(Metric):
+    name = "mae"
+    needs = "values"
+
+    def counts(self, xp: Any, output: Array, y: Array) -> list[Array]:
+        y = xp.reshape(xp.astype(y, output.dtype), output.shape)
+        size = float(output.shape[0] * output.shape[1])
+        return [xp.sum(xp.abs(output - y)), xp.asarray(size, dtype=output.dtype, device=_xp.array_device(output))]
+
+    def value(self, counts: list[np.ndarray]) -> Any:
+        return float(counts[0] / counts[1])
+
+
+def evaluate_metrics(metrics: list[Metric], xp: Any, outputs: list[tuple[Array, Array]]) -> dict[str, Any]:
+    """Each metric's value over ``(output, y)`` batches: counts summed on the device, one read-back."""
+    keys, sums = [], []
+    for metric in metrics:
+        total: list[Any] | None = None
+        for output, y in outputs:
+            counts = metric.counts(xp, output, y)
+            total = counts if total is None else [a + b for a, b in zip(total, counts, strict=True)]
+        keys.append((metric, len(total or [])))
+        sums.extend(total or [])
+    host = [np.asarray(_xp.to_numpy(a)) for a in sums]
+    results, i = {}, 0
+    for metric, n in keys:
+        name = metric.name if metric.name not in results else f"{metric.name}_{i}"
+        results[name] = metric.value(host[i:i + n])
+        i += n
+    return results
