@@ -102,6 +102,24 @@ class ParametricLayer(Layer):
     dtype: str
     _placed: bool = False
 
+    def _checked_input(self, x: Array, width: int) -> Array:
+        """The forward pass's input: parameters placed on first use, the same library and device as each
+        parameter, shape ``(n_samples, width)``, cast to the layer's dtype (autocast)."""
+        name = f"{type(self).__name__}.forward"
+        if not self._placed:
+            self.place(x)
+        params = self.parameters()
+        for i, p in enumerate(params):
+            _xp.check_same_place(x, p.value, name if i == 0 else f"{name} ({p.name})")
+        if x.ndim != 2 or x.shape[1] != width:
+            raise ValueError(f"{name}: expected input of shape (n_samples, {width}), got {tuple(x.shape)}")
+        dtype = params[0].value.dtype
+        if x.dtype != dtype:
+            xp = _xp.namespace(x)
+            _xp.check_floating(xp, x, f"{name} input")
+            x = xp.astype(x, dtype)
+        return x
+
     def place(self, like: Array) -> None:
         """Move host-held parameters and state (a seeded draw, a loaded file) to ``like``'s library and device.
 
@@ -207,19 +225,8 @@ class Dense(ParametricLayer):
         return dense
 
     def forward(self, x: Array) -> Array:
-        xp = _xp.namespace(x)
-        if not self._placed:
-            self.place(x)
+        x = self._checked_input(x, self.n_inputs)
         weight, bias = self.weight, self.bias
-        _xp.check_same_place(x, weight, "Dense.forward")
-        _xp.check_same_place(x, bias, "Dense.forward (bias)")
-        if x.ndim != 2 or x.shape[1] != weight.shape[0]:
-            raise ValueError(
-                f"Dense.forward: expected input of shape (n_samples, {weight.shape[0]}), got {tuple(x.shape)}"
-            )
-        if x.dtype != weight.dtype:
-            _xp.check_floating(xp, x, "Dense.forward input")
-            x = xp.astype(x, weight.dtype)  # compute in the layer's dtype (autocast)
         self.input = x
         out = x @ weight
         out += bias  # a fresh array of ours: in place where the library allows, else rebound (JAX)
@@ -338,17 +345,9 @@ class LayerNorm(ParametricLayer):
         return layer
 
     def forward(self, x: Array) -> Array:
+        x = self._checked_input(x, self.n_features)
         xp = _xp.namespace(x)
-        if not self._placed:
-            self.place(x)
         weight, bias = self.weight, self.bias
-        _xp.check_same_place(x, weight, "LayerNorm.forward")
-        if x.ndim != 2 or x.shape[1] != self.n_features:
-            raise ValueError(f"LayerNorm.forward: expected input of shape (n_samples, {self.n_features}), "
-                             f"got {tuple(x.shape)}")
-        if x.dtype != weight.dtype:
-            _xp.check_floating(xp, x, "LayerNorm.forward input")
-            x = xp.astype(x, weight.dtype)
         self.input = x
         centered = x - xp.mean(x, axis=1, keepdims=True)
         self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=1, keepdims=True) + self.epsilon)

@@ -116,8 +116,10 @@ def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, 
     return lr, itf + 1.0
 
 
-def _make_train_block(model_plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, shuffle: bool,
+def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
                       val_batches: list[slice] | None) -> Any:
+    """One block of ``epochs`` epochs in batches of ``bs`` rows (shapes and shuffling come from the arguments
+    at trace time: the caller's cache key holds them)."""
     import jax
 
     plan = _private(model_plan)
@@ -238,7 +240,7 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
             k = min(per_block, epochs - done)
             fn = _cached(plan, ("jax:train", n, bs, k, shuffle, val_batches and tuple(
                 (s.start, s.stop) for s in val_batches)),
-                lambda k=k: _make_train_block(plan, xp, n, bs, k, shuffle, val_batches))
+                lambda k=k: _make_train_block(plan, xp, bs, k, val_batches))
             orders = None
             if shuffle:
                 orders = xp.asarray(np.stack([rng.permutation(n) for _ in range(k)]), device=_xp.array_device(X))
