@@ -10,7 +10,7 @@ from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
 from .checking import GradcheckResult, check_all, gradcheck
 from .kernels import fast_paths, fast_paths_enabled, set_fast_paths
-from .layers import Dense, Dropout, Layer, LayerNorm
+from .layers import BatchNorm, Dense, Dropout, Layer, LayerNorm
 from .losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
@@ -33,6 +33,7 @@ __all__ = [
     "Dropout",
     "Layer",
     "LayerNorm",
+    "BatchNorm",
     "HuberLoss",
     "Loss",
     "CategoricalCrossentropy",

@@ -102,8 +102,8 @@ class EarlyStopping(_Monitor):
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
         if self.improved(self.value(logs)):
             self.wait, self.best_epoch = 0, epoch
-            if self.restore_best:
-                self.best_parameters = self.model.get_parameters()
+            if self.restore_best:  # the running statistics too (BatchNorm): buffers are rebound, never written
+                self.best_parameters = (self.model.get_parameters(), self.model.network.buffer_values())
             return None
         self.wait += 1
         if self.wait >= self.patience:
@@ -113,7 +113,9 @@ class EarlyStopping(_Monitor):
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best and self.best_parameters is not None:
-            self.model.set_parameters(self.best_parameters)
+            parameters, buffers = self.best_parameters
+            self.model.set_parameters(parameters)
+            self.model.network.set_buffer_values(buffers)
 
     def get_config(self) -> dict[str, Any]:
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,

@@ -19,6 +19,13 @@ checksum of the parameters is compared across ranks (a diverged rank raises
 on every rank).  An error that only one rank meets (out of memory, a bug) is
 printed with its rank and ends the job with ``MPI.Abort``: never a hang.
 
+BatchNorm keeps **per-rank statistics**, as PyTorch's DistributedDataParallel
+does without ``SyncBatchNorm``: each rank normalizes its shard with the
+shard's own mean and variance (so N ranks equal one process only for models
+without BatchNorm), and its running statistics follow its shards.  At each
+report point, and so at the end, the running statistics are averaged over
+the ranks: every rank, and the saved model, holds the same.
+
 NumPy and PyTorch CPU arrays join the all-reduce without copies of the
 gradients beyond packing them into the one buffer (a NumPy array, or a
 PyTorch tensor sharing its memory); CuPy arrays are staged through host
@@ -101,6 +108,12 @@ class DataParallel:
                 host = np.zeros(host.shape, host.dtype) if state is None else np.array(_xp.to_numpy(state), host.dtype)
                 self.comm.Bcast(host, root=0)
                 p.set_state(key, xp.asarray(host, device=_xp.array_device(p.value)))
+        values = []
+        for value in network.buffer_values():
+            host = np.array(_xp.to_numpy(value), dtype=np.dtype(_xp.dtype_name(value.dtype)), order="C")
+            self.comm.Bcast(host, root=0)
+            values.append(_xp.namespace(value).asarray(host, device=_xp.array_device(value)))
+        network.set_buffer_values(values)
 
     def reseed_dropout(self, network: Network) -> None:
         """Dropout draws a stream of its own on each rank: ``SeedSequence([seed, rank])``."""
@@ -205,8 +218,27 @@ class DataParallel:
         return loss_sum, correct_sum, int(compared_all), bool(stop)
 
     # -- report points --------------------------------------------------------------------
+    def average_buffers(self, network: Network) -> None:
+        """The running statistics (BatchNorm), averaged over the ranks: one small all-reduce."""
+        values = network.buffer_values()
+        if not values:
+            return
+        host = np.concatenate([np.reshape(_xp.to_numpy(v), -1).astype(np.float64) for v in values])
+        self.comm.Allreduce(self.MPI.IN_PLACE, host, op=self.MPI.SUM)
+        host /= self.size
+        out, offset = [], 0
+        for v in values:
+            size = math.prod(v.shape)
+            xp = _xp.namespace(v)
+            out.append(xp.asarray(host[offset:offset + size].reshape(tuple(v.shape)), dtype=v.dtype,
+                                  device=_xp.array_device(v)))
+            offset += size
+        network.set_buffer_values(out)
+
     def check_in_step(self, network: Network, where: str) -> None:
-        """Every rank holds rank 0's parameters (a checksum, compared at report points)."""
+        """Every rank holds rank 0's parameters (a checksum, compared at report points); the running
+        statistics are averaged here."""
+        self.average_buffers(network)
         checksum = math.fsum(float(np.sum(_xp.to_numpy(p.value), dtype=np.float64)) for p in network.parameters())
         sums = self.comm.allgather(checksum)
         differing = [r for r, s in enumerate(sums) if s != sums[0]]

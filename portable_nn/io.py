@@ -75,6 +75,8 @@ def _arrays(trainable: list[Any], with_state: bool) -> dict[str, np.ndarray]:
             if with_state:
                 for key, value in p.state.items():
                     arrays[f"{i}/{p.name}_{key}"] = np.ascontiguousarray(_xp.to_numpy(value))
+        for name, value in layer.buffers().items():  # running statistics: part of what predict computes with
+            arrays[f"{i}/{name}"] = np.ascontiguousarray(_xp.to_numpy(value))
     return arrays
 
 
@@ -95,6 +97,8 @@ def _checked_array(name: str, value: np.ndarray, spec: Any) -> np.ndarray:
         raise ValueError(f"array {name!r} holds NaN or infinite values")
     if name.endswith("_cache") and np.any(value < 0):
         raise ValueError(f"optimizer state {name!r} holds negative values (a cache of squares is >= 0)")
+    if name.endswith("/running_var") and np.any(value < 0):
+        raise ValueError(f"array {name!r} holds negative values (a variance is >= 0)")
     return value
 
 
@@ -167,8 +171,21 @@ def assign_arrays(trainable: list[Any], arrays: dict[str, np.ndarray], path: Any
     if set(params) != set(expected) or any(tuple(v.shape) != expected[k] for k, v in params.items()):
         got = {k: tuple(v.shape) for k, v in arrays.items() if "_" not in k.split("/")[-1]}
         raise ValueError(f"{path}: parameters of another architecture: the model needs {expected}, the file has {got}")
+    buffers = {f"{i}/{name}": (layer, name, tuple(value.shape)) for i, layer in enumerate(trainable)
+               for name, value in layer.buffers().items()}
+    for key, (layer, name, shape) in buffers.items():
+        value = arrays.get(key)
+        if value is None or tuple(value.shape) != shape:
+            got = None if value is None else tuple(value.shape)
+            raise ValueError(f"{path}: {type(layer).__name__}'s {name} must be stored as {key} of shape {shape}, "
+                             f"the file has {got}")
     assign_parameters(trainable, [tuple(params[f"{i}/{p.name}"] for p in layer.parameters())
                                   for i, layer in enumerate(trainable)], f"{path}")
+    for key, (layer, name, _) in buffers.items():
+        current = getattr(layer, name)
+        xp = _xp.namespace(current)
+        setattr(layer, name, xp.asarray(_xp.move(arrays[key], xp, _xp.array_device(current), current.dtype),
+                                        copy=True))
     if not with_state:
         return
     for i, layer in enumerate(trainable):

@@ -24,7 +24,7 @@ from ._typing import Array
 from .parameter import Parameter, grad_of, regularizer_of, state_of, value_of
 from .random import Generator
 
-__all__ = ["Dense", "Dropout", "Layer", "LayerNorm", "ParametricLayer"]
+__all__ = ["BatchNorm", "Dense", "Dropout", "Layer", "LayerNorm", "ParametricLayer"]
 
 
 class Layer:
@@ -33,6 +33,8 @@ class Layer:
     registry: ClassVar[dict[str, type[Layer]]] = {}
     # Dropout-like layers take ``forward(x, training)``; the model passes it to those only.
     has_training_mode: ClassVar[bool] = False
+    # State that is not trained but saved and carried with the parameters (BatchNorm's running statistics)
+    buffer_names: ClassVar[tuple[str, ...]] = ()
     params: dict[str, Parameter]
 
     input: Array = None
@@ -49,6 +51,10 @@ class Layer:
     def parameters(self) -> list[Parameter]:
         """The trainable parameters, in a fixed order (empty for activations)."""
         return list(self.__dict__.get("params", {}).values())
+
+    def buffers(self) -> dict[str, Array]:
+        """The non-trained state by name (empty for most layers): saved in files, carried by compiled steps."""
+        return {name: getattr(self, name) for name in self.buffer_names}
 
     def forward(self, x: Array) -> Array:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -129,13 +135,24 @@ class ParametricLayer(Layer):
         xp, dev = _xp.namespace(like), _xp.array_device(like)
         for p in self.parameters():
             p.place(xp, dev)
+        for name, value in self.buffers().items():
+            if _xp.is_numpy_array(value):
+                setattr(self, name, _xp.move(value, xp, dev, _xp.float_dtype(xp, self.dtype)))
         self._placed = True
 
+    def move_buffers(self, xp: Any, device: Any) -> None:
+        """Move the non-trained state to ``xp`` on ``device`` (``Network.to``)."""
+        for name, value in self.buffers().items():
+            setattr(self, name, _xp.move(value, xp, device))
+
     def to_dtype(self, dtype: Any) -> None:
-        """Compute in ``dtype`` from now on: parameters and optimizer state are cast."""
+        """Compute in ``dtype`` from now on: parameters, optimizer state and buffers are cast."""
         self.dtype = _xp.dtype_name(dtype)
         for p in self.parameters():
             p.to_dtype(self.dtype)
+        for name, value in self.buffers().items():
+            xp = _xp.namespace(value)
+            setattr(self, name, xp.astype(value, _xp.float_dtype(xp, self.dtype)))
 
 
 class Dense(ParametricLayer):
@@ -365,5 +382,99 @@ class LayerNorm(ParametricLayer):
         g = dvalue * weight.value
         mean_g = xp.mean(g, axis=1, keepdims=True)
         mean_gx = xp.mean(g * xhat, axis=1, keepdims=True)
+        self.dinput = (g - mean_g - xhat * mean_gx) * self.inv_std
+        return self.dinput
+
+
+class BatchNorm(ParametricLayer):
+    """Batch normalization: each feature normalized over the batch's samples, then a learned scale and shift.
+
+    Training: ``xhat = (x - mean_n x) / sqrt(var_n x + eps)``, ``output = xhat * weight + bias``, and the running
+    statistics follow ``running = momentum * running + (1 - momentum) * batch`` (Keras's convention: PyTorch's
+    ``momentum`` is one minus this; the variance is the biased one, as Keras keeps it).  Inference: the running
+    statistics stand in for the batch's, so a prediction does not depend on its batch.
+    Backward (training): LayerNorm's along the other axis -- every sample's output depends on the whole batch
+    through its mean and variance: with ``g = dvalue * weight``,
+    ``dinput = (g - mean_n g - xhat * mean_n(g * xhat)) / sqrt(var + eps)``; ``dweight = sum_n dvalue * xhat``,
+    ``dbias = sum_n dvalue``.  (Inference: ``dinput = g / sqrt(running_var + eps)``.)
+    """
+
+    has_training_mode = True
+    buffer_names = ("running_mean", "running_var")
+    weight, bias = value_of("weight"), value_of("bias")
+    dweight, dbias = grad_of("weight"), grad_of("bias")
+
+    def __init__(self, n_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
+                 dtype: Any = "float32") -> None:
+        super().__init__()
+        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features <= 0:
+            raise ValueError(f"BatchNorm: n_features must be a positive integer, got {n_features!r}")
+        momentum, epsilon = float(momentum), float(epsilon)
+        if not 0.0 <= momentum < 1.0:
+            raise ValueError(f"BatchNorm: momentum must be in [0, 1) (the weight of the running value; "
+                             f"Keras's convention), got {momentum!r}")
+        if not np.isfinite(epsilon) or epsilon <= 0:
+            raise ValueError(f"BatchNorm: epsilon must be a finite number > 0, got {epsilon!r}")
+        self.n_features, self.momentum, self.epsilon = int(n_features), momentum, epsilon
+        self.n_inputs = self.n_neurons = self.n_features
+        self.dtype = _xp.dtype_name(dtype)
+        self.params = {
+            "weight": Parameter("weight", np.ones((1, self.n_features), dtype=self.dtype), self.dtype),
+            "bias": Parameter("bias", np.zeros((1, self.n_features), dtype=self.dtype), self.dtype),
+        }
+        self.running_mean: Array = np.zeros((1, self.n_features), dtype=self.dtype)
+        self.running_var: Array = np.ones((1, self.n_features), dtype=self.dtype)
+        self._placed = False
+        self.xhat: Array = None
+        self.inv_std: Array = None
+        self.training = True
+
+    def get_config(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "momentum": self.momentum, "epsilon": self.epsilon,
+                "dtype": self.dtype}
+
+    @classmethod
+    def example(cls, seed: int) -> Layer:
+        rng = np.random.default_rng(seed)
+        layer = cls(4, dtype="float64")
+        layer.weight = rng.uniform(0.5, 1.5, size=(1, 4))
+        layer.bias = rng.uniform(-0.5, 0.5, size=(1, 4))
+        return layer
+
+    def forward(self, x: Array, training: bool = True) -> Array:
+        x = self._checked_input(x, self.n_features)
+        xp = _xp.namespace(x)
+        weight, bias = self.weight, self.bias
+        self.input, self.training = x, training
+        if training:
+            n = max(int(x.shape[0]), 1)  # an empty shard (data-parallel) normalizes nothing and changes nothing
+            mean = xp.sum(x, axis=0, keepdims=True) / n
+            centered = x - mean
+            var = xp.sum(centered * centered, axis=0, keepdims=True) / n
+            if x.shape[0]:
+                m = self.momentum
+                self.running_mean = m * self.running_mean + (1.0 - m) * mean
+                self.running_var = m * self.running_var + (1.0 - m) * var
+        else:
+            centered, var = x - self.running_mean, self.running_var
+        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        self.xhat = centered * self.inv_std
+        self.output = self.xhat * weight + bias
+        return self.output
+
+    def backward(self, dvalue: Array) -> Array:
+        self._need_forward()
+        xp = _xp.namespace(dvalue)
+        weight, bias = self.params["weight"], self.params["bias"]
+        xhat = self.xhat
+        bias.grad = bias.regularized(xp.sum(dvalue, axis=0, keepdims=True))
+        weight.grad = weight.regularized(xp.sum(dvalue * xhat, axis=0, keepdims=True))
+        g = dvalue * weight.value
+        if not self.training:
+            self.dinput = g * self.inv_std
+            return self.dinput
+        n = max(int(dvalue.shape[0]), 1)
+        mean_g = xp.sum(g, axis=0, keepdims=True) / n
+        mean_gx = xp.sum(g * xhat, axis=0, keepdims=True) / n
         self.dinput = (g - mean_g - xhat * mean_gx) * self.inv_std
         return self.dinput

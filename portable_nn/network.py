@@ -34,6 +34,17 @@ class Network:
         """Every parameter of every layer, in order."""
         return [p for layer in self.layers for p in _parameters(layer)]
 
+    def buffers(self) -> list[tuple[Any, str]]:
+        """Every layer's non-trained state (BatchNorm's running statistics) as ``(layer, name)``, in order."""
+        return [(layer, name) for layer in self.layers for name in getattr(layer, "buffer_names", ())]
+
+    def buffer_values(self) -> list[Array]:
+        return [getattr(layer, name) for layer, name in self.buffers()]
+
+    def set_buffer_values(self, values: list[Array]) -> None:
+        for (layer, name), value in zip(self.buffers(), values, strict=True):
+            setattr(layer, name, value)
+
     def n_outputs(self) -> int | None:
         """The output width: ``n_neurons`` of the last layer that has one."""
         for layer in reversed(self.layers):
@@ -119,6 +130,8 @@ class Network:
         for layer in self.layers:
             for p in _parameters(layer):
                 p.move(xp, dev)
+            if hasattr(layer, "move_buffers"):
+                layer.move_buffers(xp, dev)
             if hasattr(layer, "_placed"):
                 layer._placed = True
 
@@ -127,12 +140,14 @@ class Network:
         dask: Any = importlib.import_module("dask")
         params = self.parameters()
         refs = [(p, None) for p in params] + [(p, key) for p in params for key in p.state]
-        values = dask.persist(*[p.value if key is None else p.state[key] for p, key in refs])
+        buffers = self.buffer_values()
+        values = dask.persist(*[p.value if key is None else p.state[key] for p, key in refs], *buffers)
         for (p, key), value in zip(refs, values, strict=True):
             if key is None:
                 p.value = value
             else:
                 p.set_state(key, value)
+        self.set_buffer_values(list(values[len(refs):]))
 
 
 def _parameters(layer: Any) -> list[Parameter]:

@@ -19,11 +19,13 @@ def table(model: Any) -> str:
     width: int | None = None
     total = 0
     nbytes = 0
+    fixed = 0  # buffers: saved, not trained
     for i, layer in enumerate(model.layers):
         width = getattr(layer, "n_neurons", width if width is not None else getattr(layer, "n_inputs", None))
         params = list(layer.parameters()) if hasattr(layer, "parameters") else []
         count = sum(math.prod(p.value.shape) for p in params)
         total += count
+        fixed += sum(math.prod(b.shape) for b in (layer.buffers() if hasattr(layer, "buffers") else {}).values())
         nbytes += sum(math.prod(p.value.shape) * np.dtype(p.dtype).itemsize for p in params)
         dtype = params[0].dtype if params else ""
         rows.append((f"{i} {config_repr(layer)}", f"(n, {width if width is not None else '?'})", f"{count:,}",
@@ -36,7 +38,8 @@ def table(model: Any) -> str:
         lines.append("  ".join(cells).rstrip())
         if j == 0:
             lines.append("-" * len(lines[-1]))
-    lines.append(f"total parameters: {total:,} ({nbytes / 1024:,.1f} KiB)")
+    lines.append(f"total parameters: {total:,} ({nbytes / 1024:,.1f} KiB)"
+                 + (f"; non-trainable (running statistics): {fixed:,}" if fixed else ""))
     first = next((p.value for p in model.network.parameters()), None)
     placed = all(getattr(layer, "_placed", True) for layer in model.layers)
     if first is not None:

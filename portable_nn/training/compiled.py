@@ -127,26 +127,28 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
     rates: Any = None
 
     def one(carry: Any, batch: Any) -> Any:
-        params, state, keys, it, ok = carry
+        params, state, bufs, keys, it, ok = carry
         x, yl, ya = batch
         for layer, key in zip(rand, keys, strict=True):
             layer.generator = layer.generator.with_jax_key(key)
         lr, t = _schedule(plan, xp, it, rates)
-        out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t)
+        out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t, bufs)
         keys = [layer.generator.jax_key() for layer in rand]
         finite = xp.logical_and(ok, xp.isfinite(out.loss_sum))
         # a non-finite loss: this update and every later one in the block are skipped
         params = [xp.where(finite, new, old) for new, old in zip(out.params, params, strict=True)]
         state = [{k: xp.where(finite, new[k], old[k]) for k in old} for new, old in zip(out.state, state, strict=True)]
+        bufs = [xp.where(finite, new, old) for new, old in zip(out.buffers, bufs, strict=True)]
         it = xp.where(finite, it + 1, it)
         compared = xp.asarray(int(math.prod(ya.shape)), dtype=it.dtype)
-        return (params, state, keys, it, finite), (out.loss_sum, xp.astype(out.correct, it.dtype), compared)
+        return (params, state, bufs, keys, it, finite), (out.loss_sum, xp.astype(out.correct, it.dtype), compared)
 
     def epoch(carry: Any, order: Any, X: Array, yl: Array, ya: Array, val: Any) -> Any:
         data = (X, yl, ya) if order is None else tuple(xp.take(a, order, axis=0) for a in (X, yl, ya))
         carry, outs = _scan_batches(xp, one, carry, data, bs)
         losses, correct, compared = (xp.concat([o[i] for o in outs]) for i in range(3))
         _bind(plan, carry[0])
+        plan.network.set_buffer_values(carry[2])  # validation runs with the running statistics so far
         dtype = carry[0][0].dtype
         reg = xp.asarray(plan.loss.regularization_loss(), dtype=dtype)
         figures = [reg]
@@ -155,19 +157,19 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
             figures.extend(xp.asarray(v, dtype=dtype) for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or []))
         return carry, (losses, correct, compared, xp.stack(figures))
 
-    def block(params: Any, state: Any, keys: Any, it: Any, lrs: Any, X: Array, yl: Array, ya: Array,
+    def block(params: Any, state: Any, bufs: Any, keys: Any, it: Any, lrs: Any, X: Array, yl: Array, ya: Array,
               orders: Any, val: Any) -> Any:
         nonlocal rates
         TRACES["jax:train"] += 1
         rates = lrs
         with bound(plan):
-            carry = (params, state, keys, it, xp.asarray(True))
+            carry = (params, state, bufs, keys, it, xp.asarray(True))
             carry, outs = jax.lax.scan(lambda c, o: epoch(c, o, X, yl, ya, val), carry, orders,
                                        length=epochs)
-            params_new, state_new = carry[0], carry[1]
-            arrays = list(params_new) + [a for s in state_new for a in s.values()]
+            params_new, state_new, bufs_new = carry[0], carry[1], carry[2]
+            arrays = list(params_new) + [a for s in state_new for a in s.values()] + list(bufs_new)
             finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
-        return (params_new, state_new, carry[2], carry[3]), outs, finite
+        return (params_new, state_new, bufs_new, carry[3], carry[4]), outs, finite
 
     # No buffer donation: the model's arrays are the user's to read (a callback may keep a reference to a
     # weight; a donated buffer would be deleted under it), and the block's inputs are the kept snapshot.
@@ -246,17 +248,19 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
                 orders = xp.asarray(np.stack([rng.permutation(n) for _ in range(k)]), device=_xp.array_device(X))
             # read from the model at every block: what a callback changed (parameters, rates) takes effect
             params, state = _model_arrays(plan, X)
+            bufs = _placed_buffers(plan, X, "train")
             keys = [layer.generator.jax_key() for layer in rand]
             start_iterations, start_lr = optimizer.iterations, optimizer.current_learning_rate
             it = xp.asarray(start_iterations, dtype=int_dtype)
             rates = xp.asarray([optimizer.learning_rate, start_lr], dtype=params[0].dtype)
-            (params_new, state_new, keys, _), outs, finite = fn(params, state, keys, it, rates, X, y_loss, y_acc,
-                                                                orders, val)
+            (params_new, state_new, bufs_new, keys, _), outs, finite = fn(params, state, bufs, keys, it, rates, X,
+                                                                          y_loss, y_acc, orders, val)
             losses, correct, compared, figures = (np.asarray(a) for a in outs)
             snapshot = ([(p, v, dict(s)) for p, v, s in zip(plist, params, state, strict=True)],
-                        (start_iterations, start_lr))
+                        (start_iterations, start_lr), bufs)
             _check_block(kept, snapshot, losses, bool(finite), done, k, steps)
             _adopt(plan, params_new, state_new, keys, start_iterations + k * steps)
+            plan.network.set_buffer_values(bufs_new)
             finished = _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs,
                                      print_every, total, start_iterations, val is not None, verbose, callback)
             done += k
@@ -284,6 +288,14 @@ def _model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Arr
         state.append({k: p.state[k] if p.state.get(k) is not None else xp.zeros_like(p.value)
                       for k in optimizer.state_names})
     return params, state
+
+
+def _placed_buffers(plan: Plan, X: Array, what: str) -> list[Array]:
+    """The network's buffers (running statistics), checked to live where X lives."""
+    values = plan.network.buffer_values()
+    for (layer, name), value in zip(plan.network.buffers(), values, strict=True):
+        _xp.check_same_place(X, value, f"Model.{what}: {type(layer).__name__}.{name}")
+    return values
 
 
 def _check_block(kept: _Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
@@ -378,10 +390,11 @@ def _make_infer(model_plan: Plan, xp: Namespace, n: int, bs: int, with_loss: boo
 
     plan = _private(model_plan)  # traced on a copy: predict stays safe from several threads
 
-    def run(params: Any, X: Array, yl: Any, ya: Any) -> Any:
+    def run(params: Any, bufs: Any, X: Array, yl: Any, ya: Any) -> Any:
         TRACES["jax:evaluate" if with_loss else "jax:predict"] += 1
         with bound(plan):
             _bind(plan, params)
+            plan.network.set_buffer_values(bufs)  # inputs, not constants of the trace: they change in training
 
             def one(carry: Any, batch: Any) -> Any:
                 if not with_loss:
@@ -414,7 +427,7 @@ def predict_jax(plan: Plan, X: Array, batch_size: int | None) -> Array:
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     fn = _cached(plan, ("jax:predict", n, bs), lambda: _make_infer(plan, xp, n, bs, False))
-    return fn(_placed_values(plan, X, "predict"), X, None, None)
+    return fn(_placed_values(plan, X, "predict"), _placed_buffers(plan, X, "predict"), X, None, None)
 
 
 def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: int | None) -> tuple[Array, Array]:
@@ -422,7 +435,7 @@ def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: 
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     fn = _cached(plan, ("jax:evaluate", n, bs), lambda: _make_infer(plan, xp, n, bs, True))
-    loss, acc = fn(_placed_values(plan, X, "evaluate"), X, y_loss, y_acc)
+    loss, acc = fn(_placed_values(plan, X, "evaluate"), _placed_buffers(plan, X, "evaluate"), X, y_loss, y_acc)
     return loss, acc
 
 
@@ -430,17 +443,17 @@ def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: 
 
 def torch_step(plan: Plan) -> Any:
     """The plan's step under ``torch.compile`` (cached):
-    ``(params, state, x, yl, ya, lr, t, noise) -> StepResult``, inside ``bound(plan)``."""
+    ``(params, state, x, yl, ya, lr, t, noise, buffers) -> StepResult``, inside ``bound(plan)``."""
     def make() -> Any:
         import torch
 
         rand = random_layers(plan)
 
         def run(params: Any, state: Any, x: Array, yl: Array, ya: Array, lr: Array, t: Array,
-                noise: list[Array]) -> StepResult:
+                noise: list[Array], buffers: list[Array]) -> StepResult:
             for layer, draw in zip(rand, noise, strict=True):
                 layer.generator = Replay(layer.generator.seed, draw)
-            return apply_step(plan, params, state, x, yl, ya, lr, t)
+            return apply_step(plan, params, state, x, yl, ya, lr, t, buffers)
 
         # dynamo caches compiled graphs per *code object*, at most recompile_limit (8) of them: a code object
         # of its own per model, so that many models in one process each keep their compiled step
@@ -485,9 +498,10 @@ def torch_stepper(plan: Plan) -> Any:
             warnings.filterwarnings("ignore", message=".*functools.lru_cache.*", category=UserWarning)
             # and inductor's own deprecation notes while it compiles (torch.jit internals): not the user's code
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch(\..*)?$")
-            out = compiled_step(params, state, x, y_loss, y_acc, lr, t, noise)
+            out = compiled_step(params, state, x, y_loss, y_acc, lr, t, noise, plan.network.buffer_values())
         if before_update is not None:
             before_update(out.loss_sum)  # may raise: nothing has been assigned yet
+        plan.network.set_buffer_values(out.buffers)
         for p, value, st in zip(plist, out.params, out.state, strict=True):
             p.value = value
             for key, s in st.items():

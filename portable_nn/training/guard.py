@@ -87,10 +87,12 @@ class _Kept:
 
         params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()})
                   for p in self.network.parameters()]
-        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate)
+        # buffers (running statistics) are rebound by every forward pass, never written in place: references
+        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate), self.network.buffer_values()
 
     def restore(self, snapshot: Any) -> None:
-        params, (iterations, lr) = snapshot
+        params, (iterations, lr), buffers = snapshot
+        self.network.set_buffer_values(buffers)
         for p, value, state in params:
             p.value = value
             for key in list(p.state):

@@ -71,7 +71,8 @@ class Plan:
 
 
 class StepResult(NamedTuple):
-    """What one step gives back: new parameters and state (in ``parameters()`` order), loss sum, correct count.
+    """What one step gives back: new parameters and state (in ``parameters()`` order), loss sum, correct count,
+    and the new buffers (``Network.buffers()`` order: BatchNorm's running statistics; empty for most models).
 
     A named tuple: compilers take it as a tree of arrays (``jax.jit`` returns it as is).
     """
@@ -80,6 +81,7 @@ class StepResult(NamedTuple):
     state: list[dict[str, Array]]
     loss_sum: Array
     correct: Array
+    buffers: list[Array]
 
 
 def losses_and_output(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array]:
@@ -138,7 +140,8 @@ def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
 
 
 def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Array, y_loss: Array, y_acc: Array,
-         *, learning_rate: Any, iteration: Any, seed: int | None = None) -> StepResult:
+         *, learning_rate: Any, iteration: Any, seed: int | None = None,
+         buffers: list[Array] | None = None) -> StepResult:
     """One training step as a pure function of explicit arrays (the portable reference path).
 
     ``params``/``state``: arrays in ``plan.parameters`` order (state: one dict
@@ -150,6 +153,8 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
     give the same result.  The arrays are bound to the layers while the step
     runs, under the plan's lock, and everything the layers, the loss and the
     accuracy held before is put back afterwards: nothing leaks out of a trace.
+    ``buffers``: the non-trained state in ``network.buffers()`` order (None:
+    the layers' own); the step returns their new values.
     """
     plist = plan.parameters
     if len(params) != len(plist) or len(state) != len(plist):
@@ -160,7 +165,7 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
     with bound(plan):
         for i, layer in enumerate(random_layers(plan)):
             layer.generator = Generator(layer.generator.seed if seed is None else seed + i)
-        return apply_step(plan, params, state, x, y_loss, y_acc, learning_rate, iteration)
+        return apply_step(plan, params, state, x, y_loss, y_acc, learning_rate, iteration, buffers)
 
 
 def random_layers(plan: Plan) -> list[Any]:
@@ -190,14 +195,17 @@ def bound(plan: Plan) -> Iterator[None]:
 
 
 def apply_step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Array, y_loss: Array,
-               y_acc: Array, learning_rate: Any, iteration: Any) -> StepResult:
+               y_acc: Array, learning_rate: Any, iteration: Any, buffers: list[Array] | None = None) -> StepResult:
     """The step's computation, inside ``bound(plan)``: bind, forward, backward, the update rule."""
     optimizer = plan.optimizer
     assert optimizer is not None
     plist = plan.parameters
     for p, value in zip(plist, params, strict=True):
         p._value, p._state = p._conform(value, p.name), {}  # not the setter: the flat buffer stays valid
+    if buffers is not None:
+        plan.network.set_buffer_values(buffers)
     loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
+    new_buffers = plan.network.buffer_values()  # the forward pass's running statistics
     correct, _ = count_correct(plan, output, y_acc)
     plan.network.backward(dvalue, upto=plan.body)
     new_params, new_state = [], []
@@ -209,7 +217,7 @@ def apply_step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x
         value, current = optimizer.rule(xp, p.value, grad, current, learning_rate, iteration)
         new_params.append(value)
         new_state.append(current)
-    return StepResult(new_params, new_state, loss_sum, correct)
+    return StepResult(new_params, new_state, loss_sum, correct, new_buffers)
 
 
 def evaluate_sums(plan: Plan, X: Array, y_loss: Array, y_acc: Array,

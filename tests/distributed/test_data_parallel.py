@@ -168,3 +168,32 @@ def test_arguments_are_checked():
         m32.train(jnp.asarray(X, dtype=jnp.float32), jnp.asarray(y), verbose=False, distributed=True, compile=True)
     with pytest.raises(TypeError, match="distributed training runs on NumPy, PyTorch and CuPy arrays, got jax array"):
         m32.train(jnp.asarray(X, dtype=jnp.float32), jnp.asarray(y), verbose=False, distributed=True)
+
+
+def batchnorm_model(optimizer):
+    m = pnn.Model()
+    m.add(pnn.Dense(2, 8, seed=0, dtype="float64")).add(pnn.BatchNorm(8, dtype="float64", momentum=0.7))
+    m.add(pnn.ReLU()).add(pnn.Dense(8, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+    return m.set(loss=pnn.CategoricalCrossentropy(), optimizer=optimizer).finalize()
+
+
+def test_batchnorm_keeps_per_rank_statistics_averaged_at_reports():
+    """The documented policy: each rank normalizes its shard by the shard's statistics; the running statistics
+    are averaged over the ranks at report points.  With a learning rate of ~0 the parameters stay, so one batch
+    of 30 rows gives ``0.7 * start + 0.3 * mean over ranks of the shard's mean (variance)``."""
+    X, y = spiral_data(10, 3, seed=6)  # 30 rows: one batch, equal shards for 1, 2 and 3 ranks
+    m = batchnorm_model(pnn.SGD(1e-300))  # a rate > 0 that changes no parameter
+    m.train(X, y, epochs=1, verbose=False, distributed=True)
+    hidden = X @ m.network.layers[0].weight + m.network.layers[0].bias
+    shards = np.array_split(hidden, SIZE)
+    bn = m.network.layers[1]
+    np.testing.assert_allclose(bn.running_mean, 0.3 * np.mean([s.mean(axis=0) for s in shards], axis=0)[None],
+                               rtol=1e-12, atol=1e-15)
+    np.testing.assert_allclose(bn.running_var, 0.7 + 0.3 * np.mean([s.var(axis=0) for s in shards], axis=0)[None],
+                               rtol=1e-12)
+    # training proper: every rank ends with the same parameters and the same running statistics
+    X, y = spiral_data(50, 3, seed=7)
+    t = batchnorm_model(pnn.SGD(0.2, momentum=0.9))
+    h = t.train(X, y, epochs=6, batch_size=30, shuffle=True, seed=1, verbose=False, distributed=True)
+    assert h.loss[-1] < h.loss[0]
+    same_on_every_rank([p.value for p in t.network.parameters()] + t.network.buffer_values())
