@@ -176,9 +176,9 @@ def assign_arrays(trainable: list[Any], arrays: dict[str, np.ndarray], path: Any
     for key, (layer, name, shape) in buffers.items():
         value = arrays.get(key)
         if value is None or tuple(value.shape) != shape:
-            got = None if value is None else tuple(value.shape)
+            stored = None if value is None else tuple(value.shape)
             raise ValueError(f"{path}: {type(layer).__name__}'s {name} must be stored as {key} of shape {shape}, "
-                             f"the file has {got}")
+                             f"the file has {stored}")
     assign_parameters(trainable, [tuple(params[f"{i}/{p.name}"] for p in layer.parameters())
                                   for i, layer in enumerate(trainable)], f"{path}")
     for key, (layer, name, _) in buffers.items():
