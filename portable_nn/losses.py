@@ -100,13 +100,20 @@ class Loss:
     def get_config(self) -> dict[str, Any]:
         return {}
 
-    def forward_backward(self, y_pred: Array, y_true: Array) -> tuple[Array, Array]:
+    def forward_backward(self, y_pred: Array, y_true: Array, sample_weight: Array | None = None) -> tuple[Array, Array]:
         """The training step's loss work: ``(sum of per-sample losses, dL/dy_pred)``.
 
+        With ``sample_weight`` (``(n,)``): ``(sum_i w_i L_i, w_i * dL_i/dy_pred_i)`` -- the loss is
+        ``sum_i w_i L_i / n`` (Keras's: divided by the batch's size, not by the weights' sum), and as sample
+        ``i``'s loss depends on row ``i`` only, its gradient is row ``i`` of the unweighted one times ``w_i``.
         A fused loss overrides it (it then works on logits and stores the probabilities in ``.output``).
         """
         xp = _xp.namespace(y_pred)
-        return xp.sum(self.forward(y_pred, y_true)), self.backward(y_pred, y_true)
+        losses, dinput = self.forward(y_pred, y_true), self.backward(y_pred, y_true)
+        if sample_weight is None:
+            return xp.sum(losses), dinput
+        self.dinput = dinput * xp.reshape(sample_weight, (-1, 1))
+        return xp.sum(losses * sample_weight), self.dinput
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -197,16 +204,22 @@ class SoftmaxCategoricalCrossentropy(Loss):
         self.dinput = (y_pred - y) / y_pred.shape[0]
         return self.dinput
 
-    def forward_backward(self, logits: Any, y_true: Any) -> tuple[Any, Any]:
+    def forward_backward(self, logits: Any, y_true: Any, sample_weight: Any = None) -> tuple[Any, Any]:
         """The training step's loss work in one pass: ``(sum of losses, dL/dlogits)``.
 
         ``sum_i L_i = sum_i log(sum_j exp(z_ij - m_i)) - sum_ij y_ij (z_ij - m_i)``: two
-        whole-array reductions instead of a per-row one; stores ``.output``.
+        whole-array reductions instead of a per-row one; stores ``.output``.  With ``sample_weight``:
+        ``sum_i w_i L_i`` and ``dinput = w_i (S_i - y_i) / n``.
         """
         xp, y = self._categorical(logits, y_true)
         shifted, total, self.output = softmax_parts(xp, logits)
-        loss_sum = xp.sum(xp.log(total)) - xp.sum(shifted * y)
-        self.dinput = (self.output - y) / logits.shape[0]
+        if sample_weight is None:
+            loss_sum = xp.sum(xp.log(total)) - xp.sum(shifted * y)
+            self.dinput = (self.output - y) / logits.shape[0]
+            return loss_sum, self.dinput
+        w = xp.reshape(sample_weight, (-1, 1))
+        loss_sum = xp.sum(w * (xp.log(total) - xp.sum(shifted * y, axis=1, keepdims=True)))
+        self.dinput = (self.output - y) * (w / logits.shape[0])
         return loss_sum, self.dinput
 
 

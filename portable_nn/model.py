@@ -28,6 +28,7 @@ from .training import History, Plan, compiled, fit
 from .training.loop import batches, prepared_targets
 from .training.step import evaluate_sums
 from .training.validate import check_data, check_features, check_pair, positive_int
+from .training.weights import sample_weights
 
 __all__ = ["History", "Model"]
 
@@ -151,6 +152,8 @@ class Model:
         compile: bool | str = "auto",
         distributed: Any = None,
         callbacks: Any = None,
+        sample_weight: Any = None,
+        class_weight: Any = None,
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
@@ -177,13 +180,26 @@ class Model:
         ``ModelCheckpoint``, ``ReduceLROnPlateau`` or your own), run at each
         epoch's end; one returning True stops training and the ``History``
         so far is returned.
+
+        ``sample_weight`` (one weight per row) and ``class_weight`` (a dict
+        ``{class: weight}``, or ``"balanced"``: ``n / (n_classes * count)``)
+        weight each sample's loss and gradient; the two multiply.  The loss is
+        ``sum_i w_i L_i / n`` (Keras's convention) and so is the History's;
+        accuracy and validation figures are not weighted.
         """
         plan = self._require("train", optimizer=True)
         epochs = positive_int("Model.train", "epochs", epochs)
         batch_size = positive_int("Model.train", "batch_size", batch_size, allow_none=True)
         print_every = positive_int("Model.train", "print_every", print_every)
+        if sample_weight is not None or class_weight is not None:
+            self._check("train", X, y)  # the labels are read for the class weights: checked first
+        weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
+                                 target_kind=self.loss.target_kind, n_outputs=self.network.n_outputs())  # type: ignore[union-attr]
         if validation_split is not None:
+            n = int(X.shape[0])
             X, y, validation_data = _split("Model.train", X, y, validation_split, validation_data)
+            if weights is not None:
+                weights = weights[:int(X.shape[0])] if int(X.shape[0]) < n else weights
         self._check("train", X, y)
         if validation_data is not None:
             self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
@@ -197,15 +213,22 @@ class Model:
         kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                                   "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
                                   "verbose": verbose, "callback": callback, "callbacks": hooks}
+        if weights is not None:  # sent once, in the model's dtype, where X lives
+            xp = _xp.namespace(X)
+            plan.weights = xp.asarray(weights, dtype=_xp.float_dtype(xp, self.network.dtype()),
+                                      device=_xp.array_device(X))
         hooks.begin()
-        if parallel is not None:
-            history = self._train_distributed(parallel, X, y, **kwargs)
-        elif compiler == "jax":
-            history = compiled.fit_jax(plan, X, y, **kwargs)
-        elif compiler == "torch":
-            history = fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
-        else:
-            history = fit(plan, X, y, **kwargs)
+        try:
+            if parallel is not None:
+                history = self._train_distributed(parallel, X, y, **kwargs)
+            elif compiler == "jax":
+                history = compiled.fit_jax(plan, X, y, **kwargs)
+            elif compiler == "torch":
+                history = fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
+            else:
+                history = fit(plan, X, y, **kwargs)
+        finally:
+            plan.weights = None
         hooks.end()
         return history
 

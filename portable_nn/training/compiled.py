@@ -90,6 +90,8 @@ def _private(plan: Plan) -> Plan:
     for holder in [*plan.network.layers, plan.loss, plan.accuracy, plan.optimizer, *plan.parameters]:
         share_foreign(holder)
     private: Plan = copy.deepcopy(plan, memo)
+    # whether the targets carry a weights column is part of a trace (and of its cache key); the values are not
+    private.weights = True if plan.weights is not None else None
     return private
 
 
@@ -201,7 +203,7 @@ def _signature(plan: Plan) -> str:
     configs = [(type(o).__name__, {k: v for k, v in getattr(o, "get_config", dict)().items()
                                    if k != "learning_rate"}) for o in objects]
     regularizers = [(p.l1, p.l2) for p in plan.parameters]
-    return repr((configs, regularizers, getattr(plan.accuracy, "precision", None)))
+    return repr((configs, regularizers, getattr(plan.accuracy, "precision", None), plan.weights is not None))
 
 
 def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
@@ -224,7 +226,7 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
     steps = n // bs + (1 if n % bs else 0)
     per_block = 1 if callbacks else max(1, min(epochs, print_every // steps))  # callbacks: every epoch's end
     total = epochs * steps
-    y_loss, y_acc = prepared_targets(plan, xp, y)
+    y_loss, y_acc = prepared_targets(plan, xp, y, plan.weights)
     val = val_batches = None
     if validation_data is not None:
         Xv, yv = validation_data

@@ -49,10 +49,17 @@ def batches(n: int, batch_size: int | None) -> list[slice]:
     return [slice(i, min(i + batch_size, n)) for i in range(0, n, batch_size)]
 
 
-def prepared_targets(plan: Plan, xp: Namespace, y: Array) -> tuple[Array, Array]:
-    """Targets for the loss and for the accuracy, built once per call."""
+def prepared_targets(plan: Plan, xp: Namespace, y: Array, weights: Array | None = None) -> tuple[Array, Array]:
+    """Targets for the loss and for the accuracy, built once per call.
+
+    ``weights`` (per sample) become the last column of the loss targets: shuffles, batches, shards and
+    compiled scans then carry them with no code of their own (``step.loss_sum_and_grad`` splits them off).
+    """
     net = plan.network
-    return plan.loss.prepare_targets(xp, y, net.n_outputs(), net.dtype()), plan.accuracy.prepare_targets(xp, y)
+    y_loss = plan.loss.prepare_targets(xp, y, net.n_outputs(), net.dtype())
+    if weights is not None:
+        y_loss = xp.concat([y_loss, xp.reshape(xp.astype(weights, y_loss.dtype), (-1, 1))], axis=1)
+    return y_loss, plan.accuracy.prepare_targets(xp, y)
 
 
 @dataclass
@@ -170,7 +177,7 @@ class _InMemory:
     def __init__(self, plan: Plan, X: Array, y: Array, batch_size: int | None, shuffle: bool, rng: Any) -> None:
         self.X, self.shuffle, self.rng = X, shuffle, rng
         self.xp = _xp.namespace(X)
-        self.y_loss, self.y_acc = prepared_targets(plan, self.xp, y)  # once per call, not per step
+        self.y_loss, self.y_acc = prepared_targets(plan, self.xp, y, plan.weights)  # once per call, not per step
         self.slices = batches(int(X.shape[0]), batch_size)
         self.steps = len(self.slices)
 

@@ -46,6 +46,9 @@ class Plan:
     optimizer: Optimizer | None
     fused: Loss | None = None
 
+    # per-sample weights of a train call (Model.train sets them for the call): they ride as the last column of
+    # the loss targets (loop.prepared_targets), so every batching path slices them with the targets
+    weights: Any = field(default=None, compare=False, repr=False)
     lock: Any = field(default_factory=threading.Lock, compare=False, repr=False)
     # compiled functions (training/compiled.py), keyed by what fixes their shapes; never pickled
     compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
@@ -55,10 +58,10 @@ class Plan:
         self.parameters = self.network.parameters()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "compiled")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "compiled", "weights")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, lock=threading.Lock(), compiled={})
+        self.__dict__.update(state, lock=threading.Lock(), compiled={}, weights=None)
 
     @property
     def body(self) -> int | None:
@@ -97,10 +100,16 @@ def losses_and_output(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array
 
 
 def loss_sum_and_grad(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array, Array]:
-    """Training: the summed loss, the output and dL/d(output) -- dL/d(logits) when fused."""
+    """Training: the summed loss, the output and dL/d(output) -- dL/d(logits) when fused.
+
+    With ``plan.weights`` set, the last column of ``y_loss`` holds the samples' weights.
+    """
     loss = plan.fused if plan.fused is not None else plan.loss
     inputs = plan.network.forward(x, True, upto=plan.body)
-    loss_sum, dvalue = loss.forward_backward(inputs, y_loss)
+    if plan.weights is not None:
+        loss_sum, dvalue = loss.forward_backward(inputs, y_loss[:, :-1], y_loss[:, -1])
+    else:
+        loss_sum, dvalue = loss.forward_backward(inputs, y_loss)
     return loss_sum, _fused_output(plan) if plan.fused is not None else inputs, dvalue
 
 

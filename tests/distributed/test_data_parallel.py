@@ -197,3 +197,16 @@ def test_batchnorm_keeps_per_rank_statistics_averaged_at_reports():
     h = t.train(X, y, epochs=6, batch_size=30, shuffle=True, seed=1, verbose=False, distributed=True)
     assert h.loss[-1] < h.loss[0]
     same_on_every_rank([p.value for p in t.network.parameters()] + t.network.buffer_values())
+
+
+def test_sample_weights_travel_with_the_shards():
+    X, y = spiral_data(50, 3, seed=8)
+    w = np.random.default_rng(2).uniform(0.0, 2.0, size=150)
+    parallel, single = model(pnn.SGD(0.5, momentum=0.9)), model(pnn.SGD(0.5, momentum=0.9))
+    h_par = parallel.train(X, y, epochs=3, batch_size=32, shuffle=True, seed=4, verbose=False, distributed=True,
+                           sample_weight=w, class_weight={0: 2.0})
+    h_one = single.train(X, y, epochs=3, batch_size=32, shuffle=True, seed=4, verbose=False, sample_weight=w,
+                         class_weight={0: 2.0})
+    for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-13)
+    np.testing.assert_allclose(h_par.loss, h_one.loss, rtol=1e-12)
