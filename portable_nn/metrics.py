@@ -1,7 +1,8 @@
-"""Metrics for ``Model.evaluate(X, y, metrics=[...])``, computed on the device from counts.
+"""Metrics for ``Model.evaluate(X, y, metrics=[...])`` and ``Model.train(..., metrics=[...])``, from counts.
 
 Each metric sums counts over the batches (device arrays, no host sync) and
-turns them into its value once, on the host, at the end:
+turns them into its value once, on the host, at the end (``train``: at report
+points, each epoch's counts read back with the loss and accuracy):
 
 * ``Precision(average="macro")``: ``tp_c / (tp_c + fp_c)`` per class, averaged (``average=None``: per class);
 * ``Recall``: ``tp_c / (tp_c + fn_c)``; ``F1``: ``2 p r / (p + r)`` per class, then averaged;
@@ -132,20 +133,44 @@ class MAE(Metric):
         return float(counts[0] / counts[1])
 
 
-def evaluate_metrics(metrics: list[Metric], xp: Any, outputs: list[tuple[Array, Array]]) -> dict[str, Any]:
-    """Each metric's value over ``(output, y)`` batches: counts summed on the device, one read-back."""
-    keys, sums = [], []
+def check_metrics(what: str, metrics: Any, loss: Any) -> list[Metric]:
+    """``metrics`` as a list of ``Metric`` objects that fit the loss's targets (TypeError/ValueError)."""
+    checked: list[Metric] = []
+    for metric in list(metrics):
+        if not isinstance(metric, Metric):
+            raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects, got {metric!r}")
+        if metric.needs == "classes" and loss is not None and loss.target_kind != "classes":
+            raise ValueError(f"Model.{what}: {metric!r} needs class labels; this model's loss is {loss!r}")
+        checked.append(metric)
+    return checked
+
+
+def labels_for(loss: Any, xp: Any, y: Array) -> Array:
+    """What the metrics compare with: class indices (one-hot rows become their argmax) or the targets."""
+    return xp.argmax(y, axis=1) if y.ndim == 2 and loss is not None and loss.target_kind == "classes" else y
+
+
+def metric_counts(metrics: list[Metric], xp: Any, outputs: list[tuple[Array, Array]]) -> list[list[Array]]:
+    """Each metric's counts summed over ``(output, y)`` batches: device arrays, no host sync."""
+    sums = []
     for metric in metrics:
         total: list[Any] | None = None
         for output, y in outputs:
             counts = metric.counts(xp, output, y)
             total = counts if total is None else [a + b for a, b in zip(total, counts, strict=True)]
-        keys.append((metric, len(total or [])))
-        sums.extend(total or [])
-    host = [np.asarray(_xp.to_numpy(a)) for a in sums]
-    results, i = {}, 0
-    for metric, n in keys:
-        name = metric.name if metric.name not in results else f"{metric.name}_{i}"
-        results[name] = metric.value(host[i:i + n])
-        i += n
+        sums.append(total or [])
+    return sums
+
+
+def metric_values(metrics: list[Metric], counts: list[list[Array]], prefix: str = "") -> dict[str, Any]:
+    """The metrics' values from their counts (one read-back each), named ``prefix + name``."""
+    results: dict[str, Any] = {}
+    for i, (metric, total) in enumerate(zip(metrics, counts, strict=True)):
+        name = prefix + (metric.name if prefix + metric.name not in results else f"{metric.name}_{i}")
+        results[name] = metric.value([np.asarray(_xp.to_numpy(a)) for a in total])
     return results
+
+
+def evaluate_metrics(metrics: list[Metric], xp: Any, outputs: list[tuple[Array, Array]]) -> dict[str, Any]:
+    """Each metric's value over ``(output, y)`` batches: counts summed on the device, one read-back."""
+    return metric_values(metrics, metric_counts(metrics, xp, outputs))

@@ -154,6 +154,7 @@ class Model:
         callbacks: Any = None,
         sample_weight: Any = None,
         class_weight: Any = None,
+        metrics: Any = None,
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
@@ -186,6 +187,13 @@ class Model:
         weight each sample's loss and gradient; the two multiply.  The loss is
         ``sum_i w_i L_i / n`` (Keras's convention) and so is the History's;
         accuracy and validation figures are not weighted.
+
+        ``metrics``: ``portable_nn.metrics`` objects scored at each epoch's
+        end on the training data (with the model as it is then) and on the
+        validation data (``val_<name>``), from counts on the device read back
+        at report points; in ``history.metrics`` and the callbacks' logs
+        (``EarlyStopping(monitor="val_f1", mode="max")``).  Dask training
+        data are not scored (read once an epoch); their validation data are.
         """
         plan = self._require("train", optimizer=True)
         epochs = positive_int("Model.train", "epochs", epochs)
@@ -212,7 +220,8 @@ class Model:
         plan.accuracy.init(y)
         kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                                   "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
-                                  "verbose": verbose, "callback": callback, "callbacks": hooks}
+                                  "verbose": verbose, "callback": callback, "callbacks": hooks,
+                                  "metrics": metrics_.check_metrics("train", metrics or [], self.loss)}
         if weights is not None:  # sent once, in the model's dtype, where X lives
             xp = _xp.namespace(X)
             plan.weights = xp.asarray(weights, dtype=_xp.float_dtype(xp, self.network.dtype()),
@@ -283,14 +292,8 @@ class Model:
 
     def _metrics(self, what: str, metrics: list[Any], X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
         xp = _xp.namespace(X)
-        for metric in metrics:
-            if not isinstance(metric, metrics_.Metric):
-                raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects, got {metric!r}")
-            if metric.needs == "classes" and self.loss is not None and self.loss.target_kind != "classes":
-                raise ValueError(f"Model.{what}: {metric!r} needs class labels; this model's loss is "
-                                 f"{self.loss!r}")
-        labels = xp.argmax(y, axis=1) if y.ndim == 2 and self.loss is not None \
-            and self.loss.target_kind == "classes" else y
+        metrics = metrics_.check_metrics(what, metrics, self.loss)
+        labels = metrics_.labels_for(self.loss, xp, y)
         outputs = [(self.network.infer(X[s, ...]), labels[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
         return metrics_.evaluate_metrics(metrics, xp, outputs)
 

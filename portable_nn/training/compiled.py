@@ -39,7 +39,7 @@ from .. import _xp
 from .._typing import Array, Namespace
 from ..random import Replay
 from .guard import _HINT, _Kept
-from .loop import History, _StepBoundaryInterrupts, batches, emit, prepared_targets
+from .loop import History, _StepBoundaryInterrupts, batches, emit, prepared_targets, scoring
 from .step import Plan, StepResult, apply_step, bound, count_correct, evaluate_sums, random_layers
 
 __all__ = ["TRACES", "choose", "evaluate_jax", "fit_jax", "predict_jax", "torch_step", "torch_stepper"]
@@ -216,7 +216,7 @@ def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
 
 def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
             validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
-            callback: Any, callbacks: Any = None) -> History:
+            callback: Any, callbacks: Any = None, metrics: list[Any] | None = None) -> History:
     """``Model.train`` compiled on JAX: blocks of epochs, one dispatch and one read-back each."""
     xp = _xp.namespace(X)
     optimizer = plan.optimizer
@@ -224,7 +224,9 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     steps = n // bs + (1 if n % bs else 0)
-    per_block = 1 if callbacks else max(1, min(epochs, print_every // steps))  # callbacks: every epoch's end
+    scored = scoring(plan, metrics, X, y, validation_data, batch_size)
+    # callbacks and metrics: every epoch's end
+    per_block = 1 if callbacks or scored else max(1, min(epochs, print_every // steps))
     total = epochs * steps
     y_loss, y_acc = prepared_targets(plan, xp, y, plan.weights)
     val = val_batches = None
@@ -264,7 +266,8 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
             _adopt(plan, params_new, state_new, keys, start_iterations + k * steps)
             plan.network.set_buffer_values(bufs_new)
             finished = _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs,
-                                     print_every, total, start_iterations, val is not None, verbose, callback)
+                                     print_every, total, start_iterations, val is not None, verbose, callback,
+                                     scored)
             done += k
             if callbacks and True in [callbacks.epoch_end(e, logs) for e, logs in finished]:
                 return history  # a callback stopped training, cleanly, at an epoch's end
@@ -342,7 +345,8 @@ def _lr_at(plan: Plan, iteration: int) -> float:
 
 def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compared: Any, figures: Any,
                   done: int, steps: int, n: int, bs: int, print_every: int, total: int, start_iterations: int,
-                  validation: bool, verbose: bool, callback: Any) -> list[tuple[int, dict[str, float]]]:
+                  validation: bool, verbose: bool, callback: Any,
+                  scored: Any = None) -> list[tuple[int, dict[str, float]]]:
     """History and reports of a finished block, from its read-back per-step figures (host arithmetic)."""
     finished = []
     for e in range(losses.shape[0]):
@@ -356,12 +360,13 @@ def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compa
                 "accuracy": float(correct_run[-1] / compared_run[-1]), "learning_rate": lr}
         if validation:
             figs["val_loss"], figs["val_accuracy"] = float(figures[e][1]), float(figures[e][2])
+        if scored is not None:  # one epoch per block: the model is the epoch's end's
+            figs.update(scored.values(scored.counts(plan)))
         for s in range(steps):
             global_step = (epoch - 1) * steps + s + 1
             if s == steps - 1:
                 history.epoch.append(epoch)
-                for key, value in figs.items():
-                    getattr(history, key).append(value)
+                history.record(figs)
                 finished.append((epoch, figs))
             if global_step % print_every and global_step != total:
                 continue

@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from .. import _xp
+from .. import metrics as metrics_
 from .._typing import Array, Namespace
 from .guard import Guard, guard_for
 from .step import Plan, evaluate_sums, train_step
@@ -37,9 +38,22 @@ class History:
     learning_rate: list[float] = field(default_factory=list)
     val_loss: list[float] = field(default_factory=list)
     val_accuracy: list[float] = field(default_factory=list)
+    # train(metrics=[...]): each metric's value per epoch, by name ("f1", "val_f1", ...)
+    metrics: dict[str, list[Any]] = field(default_factory=dict)
 
     def as_dict(self) -> dict[str, list[Any]]:
-        return {k: list(v) for k, v in self.__dict__.items()}
+        out = {k: list(v) for k, v in self.__dict__.items() if k != "metrics"}
+        out.update({k: list(v) for k, v in self.metrics.items()})
+        return out
+
+    def record(self, figures: dict[str, Any]) -> None:
+        """Append one epoch's figures (a metric's name goes to ``metrics``)."""
+        for k, v in figures.items():
+            (getattr(self, k) if k in _FIELDS else self.metrics.setdefault(k, [])).append(v)
+
+
+_FIELDS = {"epoch", "loss", "data_loss", "regularization_loss", "accuracy", "learning_rate", "val_loss",
+           "val_accuracy"}
 
 
 def batches(n: int, batch_size: int | None) -> list[slice]:
@@ -79,7 +93,7 @@ class _Run:
 def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
         validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
         callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any] = train_step,
-        parallel: Any = None, callbacks: Any = None) -> History:
+        parallel: Any = None, callbacks: Any = None, metrics: list[Any] | None = None) -> History:
     """Train ``plan`` on checked data; see ``Model.train``.
 
     ``step``: ``train_step`` or a compiled one; ``parallel``: a
@@ -93,11 +107,13 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
     if validation_data is not None and _xp.is_lazy(validation_data[0]):
         # a validation set is evaluated every epoch: brought into memory once
         validation_data = (validation_data[0].compute(), validation_data[1].compute())
+    scored = scoring(plan, metrics, X, y, validation_data, batch_size)
     if not _xp.is_lazy(X):
         source = _InMemory(plan, X, y, batch_size, shuffle, rng)
         return _loop(plan, source, _xp.namespace(X), guard_for(X, plan.network, optimizer), epochs=epochs,
                      batch_size=batch_size, print_every=print_every, validation_data=validation_data,
-                     verbose=verbose, callback=callback, step=step, parallel=parallel, callbacks=callbacks)
+                     verbose=verbose, callback=callback, step=step, parallel=parallel, callbacks=callbacks,
+                     scored=scored)
     # Dask: stream windows of blocks into their own library (training/stream.py); the parameters and state
     # move there for the call and back to Dask arrays after it
     streamed = Streamed(plan, X, y, batch_size, shuffle, rng)
@@ -108,7 +124,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
         return _loop(plan, streamed, _xp.namespace(local), guard_for(local, plan.network, optimizer),
                      epochs=epochs, batch_size=batch_size, print_every=print_every,
                      validation_data=validation_data, verbose=verbose, callback=callback, step=step,
-                     parallel=parallel, callbacks=callbacks)
+                     parallel=parallel, callbacks=callbacks, scored=scored)
     finally:
         plan.network.to(X)
         plan.accuracy.to(X)
@@ -121,7 +137,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
 def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, batch_size: int | None,
           print_every: int, validation_data: tuple[Array, Array] | None, verbose: bool,
           callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any], parallel: Any,
-          callbacks: Any) -> History:
+          callbacks: Any, scored: Any = None) -> History:
     """The epochs and steps over ``source``'s batches: reports, the guard, interrupts."""
     history = History()
     steps = source.steps
@@ -148,7 +164,8 @@ def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, 
                 run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
                 if i == steps - 1:
                     accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
-                    run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation)))
+                    run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation,
+                                                              scored)))
                 at_report = run.global_step % print_every == 0 or run.global_step == total_steps
                 epoch_end = bool(callbacks) and i == steps - 1  # callbacks see every epoch's figures
                 finished: list[tuple[int, dict[str, float]]] = []
@@ -217,19 +234,60 @@ class _StepBoundaryInterrupts:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: Any) -> dict[str, Any]:
+def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: Any,
+                   scored: Any = None) -> dict[str, Any]:
     reg = plan.loss.regularization_loss()
     figures = {"data_loss": data_loss, "regularization_loss": reg, "loss": data_loss + reg,
                "accuracy": accuracy, "learning_rate": plan.optimizer.current_learning_rate}  # type: ignore[union-attr]
     if validation is not None:
         figures["val_loss"], figures["val_accuracy"] = evaluate_sums(plan, *validation)
+    if scored is not None:
+        figures["metrics"] = (scored, scored.counts(plan))  # device arrays: read back at the next report point
     return figures
+
+
+def scoring(plan: Plan, metrics: list[Any] | None, X: Array, y: Array, validation_data: Any,
+            batch_size: int | None) -> Scored | None:
+    """What ``train(metrics=[...])`` scores at each epoch's end (None without metrics)."""
+    return Scored(plan, metrics, X, y, validation_data, batch_size) if metrics else None
+
+
+class Scored:
+    """``train(metrics=[...])``: the metrics' counts at an epoch's end, over the training data with the model as
+    it is then (not a running mean over the epoch's changing model, as Keras reports) and over the validation
+    data (named ``val_<name>``).  One inference pass over each; counts stay on the device until a report."""
+
+    def __init__(self, plan: Plan, metrics: list[Any], X: Array, y: Array, validation_data: Any,
+                 batch_size: int | None) -> None:
+        self.metrics, self.batch_size = list(metrics), batch_size
+        self.sets = []
+        if not _xp.is_lazy(X):  # streamed Dask data is not read twice an epoch: its validation data is scored
+            self.sets.append(("", X, metrics_.labels_for(plan.loss, _xp.namespace(X), y)))
+        if validation_data is not None:
+            Xv, yv = validation_data
+            self.sets.append(("val_", Xv, metrics_.labels_for(plan.loss, _xp.namespace(Xv), yv)))
+
+    def counts(self, plan: Plan) -> list[list[list[Array]]]:
+        """Per data set, per metric, the summed counts (device arrays)."""
+        out = []
+        for _, X, labels in self.sets:
+            outputs = [(plan.network.infer(X[s, ...]), labels[s, ...])
+                       for s in batches(int(X.shape[0]), self.batch_size)]
+            out.append(metrics_.metric_counts(self.metrics, _xp.namespace(X), outputs))
+        return out
+
+    def values(self, counts: list[list[list[Array]]]) -> dict[str, Any]:
+        """The metrics' values by name, from ``counts`` (read back here)."""
+        values: dict[str, Any] = {}
+        for (prefix, _, _), sums in zip(self.sets, counts, strict=True):
+            values.update(metrics_.metric_values(self.metrics, sums, prefix))
+        return values
 
 
 def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard, verbose: bool,
             callback: Any, total_steps: int) -> list[tuple[int, dict[str, float]]]:
     """The one host sync: read figures back, check for divergence, record, print, call back."""
-    keys = [(i, k) for i, (_, figs) in enumerate(run.pending) for k in figs]
+    keys = [(i, k) for i, (_, figs) in enumerate(run.pending) for k in figs if k != "metrics"]
     values = [run.pending[i][1][k] for i, k in keys]
     guarded = guard.pending()
     host = _xp.to_host(xp, [*values, *guarded, run.loss_sum, run.correct_sum])
@@ -237,10 +295,13 @@ def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard
     by_epoch: dict[int, dict[str, float]] = {}
     for (i, k), value in zip(keys, host, strict=False):
         by_epoch.setdefault(run.pending[i][0], {})[k] = value
+    for epoch, figs in run.pending:
+        if "metrics" in figs:
+            scored, counts = figs["metrics"]
+            by_epoch[epoch].update(scored.values(counts))
     for epoch, figs in by_epoch.items():
         history.epoch.append(epoch)
-        for k, v in figs.items():
-            getattr(history, k).append(v)
+        history.record(figs)
     run.pending.clear()
     loss, acc = host[-2] / run.seen, host[-1] / run.compared
     lr = plan.optimizer.current_learning_rate  # type: ignore[union-attr]
@@ -264,3 +325,4 @@ def emit(info: dict[str, Any], verbose: bool, callback: Callable[[dict[str, Any]
         print(line, file=sys.stdout)
     if callback is not None:
         callback(info)
+
