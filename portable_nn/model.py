@@ -338,6 +338,18 @@ class Model:
         io.save_model(path, self.layers, self.network.trainable, self.loss, self.accuracy, self.optimizer,
                       self.metadata)
 
+    def export_onnx(self, path: Any, *, n_features: int | None = None, dtype: Any = None,
+                    batch: str | int = "N") -> None:
+        """``predict`` as an ONNX file (written atomically): the same forward pass run on ndonnx arrays.
+
+        Input ``"input"`` of shape ``(batch, n_features)`` (``batch``: a dimension name, dynamic, or a fixed
+        size), output ``"output"``; ``dtype`` float32 or float64 (default: the model's).  Dropout is the
+        identity, BatchNorm uses its running statistics.  Needs ``pip install 'portable_nn[onnx]'``.
+        """
+        from .export import export_onnx
+
+        export_onnx(self, path, n_features=n_features, dtype=dtype, batch=batch)
+
     @classmethod
     def load(cls, path: Any, *, max_bytes: int = io.MAX_BYTES) -> Model:
         """A finalized model with host NumPy parameters (placed at the first forward); at most ``max_bytes``."""
