@@ -34,14 +34,15 @@ def torch_requirement() -> list[str]:
     return ["torch"]
 
 
-def run_suite(session: nox.Session, backend: str, *extra: str) -> None:
-    session.install("-e", TEST_EXTRAS, *extra)
+def run_suite(session: nox.Session, backend: str, *extra: str, extras: str = "") -> None:
+    session.install("-e", TEST_EXTRAS.replace("]", f",{extras}]") if extras else TEST_EXTRAS, *extra)
     session.run("pytest", f"--backend={backend}", *session.posargs)
 
 
 @nox.session
 def numpy(session: nox.Session) -> None:
-    run_suite(session, "numpy")
+    """NumPy, with the ONNX export tests (the onnx extra) and the downstream example's tests."""
+    run_suite(session, "numpy", extras="onnx")
 
 
 @nox.session

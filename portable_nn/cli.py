@@ -258,6 +258,15 @@ def cmd_check(args: Any) -> int:
     return 1 if failed else 0
 
 
+def cmd_export(args: Any) -> int:
+    model = Model.load(args.model)
+    batch: str | int = int(args.batch) if args.batch.isdigit() else args.batch
+    model.export_onnx(args.output, dtype=args.dtype, batch=batch)
+    print(f"wrote {args.output}: ONNX, input 'input' ({batch}, {model.network.n_inputs()}), output 'output', "
+          f"{args.dtype or model.network.dtype()}")
+    return 0
+
+
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portable-nn", description=__doc__.split("\n")[0])
     sub = p.add_subparsers(dest="command", required=True)
@@ -300,6 +309,13 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("--output", default=None, help="write predictions to a .npy file (default: print)")
     r.add_argument("--batch-size", type=int, default=None)
     r.set_defaults(func=cmd_predict)
+
+    x = sub.add_parser("export", help="export a saved model's predict as an ONNX file (needs portable_nn[onnx])")
+    x.add_argument("model", help="a model file saved by portable-nn train --save or Model.save")
+    x.add_argument("output", help="the ONNX file to write (atomically)")
+    x.add_argument("--dtype", default=None, choices=["float32", "float64"], help="default: the model's")
+    x.add_argument("--batch", default="N", help="the batch dimension: a name (dynamic, default N) or a size")
+    x.set_defaults(func=cmd_export)
 
     c = sub.add_parser("check", help="finite-difference gradient check of every layer and loss on a backend")
     common(c)

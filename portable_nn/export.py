@@ -47,9 +47,10 @@ def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, bat
     if not (isinstance(batch, str) and batch) and (isinstance(batch, bool) or not isinstance(batch, int)
                                                     or batch <= 0):
         raise ValueError(f"Model.export_onnx: batch must be a dimension name or a positive integer, got {batch!r}")
-    name = _xp.dtype_name(dtype if dtype is not None else (network.dtype() or "float32"))
-    if name not in ("float32", "float64"):
-        raise ValueError(f"Model.export_onnx: dtype must be float32 or float64, got {name}")
+    try:
+        name = _xp.dtype_name(dtype if dtype is not None else (network.dtype() or "float32"))
+    except (ValueError, TypeError) as exc:
+        raise ValueError(f"Model.export_onnx: {exc}") from None
     layers = copy.deepcopy(network.layers)  # the model's own arrays stay where they are, in their dtype
     for layer in layers:
         if hasattr(layer, "to_dtype"):
@@ -72,4 +73,8 @@ def export_onnx(model: Any, path: Any, *, n_features: int | None = None, dtype: 
     """Write ``to_onnx(model, ...)`` to ``path`` atomically (see ``Model.export_onnx``)."""
     proto = to_onnx(model, n_features=n_features, dtype=dtype, batch=batch)
     data = proto.SerializeToString()
-    atomic_write(path, lambda f: f.write(data))
+
+    def write(f: Any) -> None:
+        f.write(data)
+
+    atomic_write(path, write)
