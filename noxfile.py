@@ -104,7 +104,8 @@ def bench(session: nox.Session) -> None:
 @nox.session
 def lint(session: nox.Session) -> None:
     """ruff (a broad rule set) on everything, mypy --strict on the package, no import cycle, a complete wheel."""
-    session.install("-e", ".", "ruff==0.17.6", "mypy==2.4.1")  # pinned: a new release may add rules
+    # pytest: portable_nn.testing (the plugin) is type-checked against it
+    session.install("-e", ".", "pytest>=8", "ruff==0.17.6", "mypy==2.4.1")  # pinned: a new release may add rules
     session.run("ruff", "check", ".")
     session.run("mypy")
     session.run("python", "scripts/import_cycles.py")
