@@ -198,16 +198,17 @@ def same_device(a: Array, b: Array) -> bool:
     return bool(array_device(a) == array_device(b))
 
 
-def check_same_place(x: Array, param: Array, what: str) -> None:
-    """TypeError naming both sides when ``x`` and ``param`` differ in library or device."""
+def check_same_place(x: Array, param: Array, what: str, held: str = "the parameters are") -> None:
+    """TypeError naming both sides when ``x`` and ``param`` differ in library or device (``held``: what
+    ``param`` is, for the message)."""
     if type(x) is not type(param) and namespace(x) is not namespace(param):
         raise TypeError(
-            f"{what}: input is a {describe(x)} but the parameters are a {describe(param)}; "
+            f"{what}: input is a {describe(x)} but {held} a {describe(param)}; "
             f"pass {library_name(param)} arrays, or move the model with model.to(like=x)"
         )
     if not same_device(x, param):
         raise TypeError(
-            f"{what}: input is a {describe(x)} but the parameters are a {describe(param)}; "
+            f"{what}: input is a {describe(x)} but {held} a {describe(param)}; "
             "move the input to the parameters' device, or move the model with model.to(like=x)"
         )
 

@@ -23,7 +23,8 @@ BatchNorm keeps **per-rank statistics**, as PyTorch's DistributedDataParallel
 does without ``SyncBatchNorm``: each rank normalizes its shard with the
 shard's own mean and variance (so N ranks equal one process only for models
 without BatchNorm), and its running statistics follow its shards.  At each
-report point, and so at the end, the running statistics are averaged over
+epoch's end (before the validation figures, so every rank's callbacks decide
+alike) and at each report point, the running statistics are averaged over
 the ranks: every rank, and the saved model, holds the same.
 
 NumPy and PyTorch CPU arrays join the all-reduce without copies of the

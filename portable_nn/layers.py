@@ -117,6 +117,8 @@ class ParametricLayer(Layer):
         params = self.parameters()
         for i, p in enumerate(params):
             _xp.check_same_place(x, p.value, name if i == 0 else f"{name} ({p.name})")
+        for key, value in self.buffers().items():
+            _xp.check_same_place(x, value, f"{name} ({key})", held=f"its {key} is")
         if x.ndim != 2 or x.shape[1] != width:
             raise ValueError(f"{name}: expected input of shape (n_samples, {width}), got {tuple(x.shape)}")
         dtype = params[0].value.dtype
@@ -386,6 +388,34 @@ class LayerNorm(ParametricLayer):
         return self.dinput
 
 
+class _Buffer:
+    """A layer's non-trained array (``layer.running_mean``): assigned arrays take the layer's dtype (as a
+    parameter's do); it is stored by rebinding, never written in place, so a snapshot can hold a reference."""
+
+    def __set_name__(self, owner: type, name: str) -> None:
+        self.name, self.slot = name, "_" + name
+
+    def __get__(self, layer: Any, owner: type | None = None) -> Any:
+        if layer is None:
+            return self
+        return layer.__dict__[self.slot]
+
+    def __set__(self, layer: Any, value: Any) -> None:
+        if isinstance(value, (list, tuple, float, int)):
+            value = np.asarray(value, dtype=layer.dtype)
+        if not _xp.array_api_compat.is_array_api_obj(value):
+            raise TypeError(f"{type(layer).__name__}.{self.name} must be an array, got {type(value).__name__}")
+        xp = _xp.namespace(value)
+        if not xp.isdtype(value.dtype, "real floating"):
+            raise TypeError(f"{type(layer).__name__}.{self.name} must be a floating array, got {value.dtype}")
+        expected = (1, layer.n_features)
+        if tuple(value.shape) != expected:
+            raise ValueError(f"{type(layer).__name__}.{self.name} must have shape {expected}, got "
+                             f"{tuple(value.shape)}")
+        dtype = _xp.float_dtype(xp, layer.dtype)
+        layer.__dict__[self.slot] = value if value.dtype == dtype else xp.astype(value, dtype)
+
+
 class BatchNorm(ParametricLayer):
     """Batch normalization: each feature normalized over the batch's samples, then a learned scale and shift.
 
@@ -401,6 +431,7 @@ class BatchNorm(ParametricLayer):
 
     has_training_mode = True
     buffer_names = ("running_mean", "running_var")
+    running_mean, running_var = _Buffer(), _Buffer()
     weight, bias = value_of("weight"), value_of("bias")
     dweight, dbias = grad_of("weight"), grad_of("bias")
 
@@ -422,8 +453,8 @@ class BatchNorm(ParametricLayer):
             "weight": Parameter("weight", np.ones((1, self.n_features), dtype=self.dtype), self.dtype),
             "bias": Parameter("bias", np.zeros((1, self.n_features), dtype=self.dtype), self.dtype),
         }
-        self.running_mean: Array = np.zeros((1, self.n_features), dtype=self.dtype)
-        self.running_var: Array = np.ones((1, self.n_features), dtype=self.dtype)
+        self.running_mean = np.zeros((1, self.n_features), dtype=self.dtype)
+        self.running_var = np.ones((1, self.n_features), dtype=self.dtype)
         self._placed = False
         self.xhat: Array = None
         self.inv_std: Array = None
@@ -447,6 +478,10 @@ class BatchNorm(ParametricLayer):
         weight, bias = self.weight, self.bias
         self.input, self.training = x, training
         if training:
+            if x.shape[0] == 1:
+                raise ValueError("BatchNorm.forward: training needs batches of more than one row (one row has "
+                                 "variance 0 and normalizes to 0); choose a batch_size that leaves no one-row "
+                                 "batch (nor one-row shards across ranks)")
             n = max(int(x.shape[0]), 1)  # an empty shard (data-parallel) normalizes nothing and changes nothing
             mean = xp.sum(x, axis=0, keepdims=True) / n
             centered = x - mean

@@ -136,7 +136,7 @@ class MAE(Metric):
 def check_metrics(what: str, metrics: Any, loss: Any) -> list[Metric]:
     """``metrics`` as a list of ``Metric`` objects that fit the loss's targets (TypeError/ValueError)."""
     checked: list[Metric] = []
-    for metric in list(metrics):
+    for metric in [metrics] if isinstance(metrics, Metric) else list(metrics):
         if not isinstance(metric, Metric):
             raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects, got {metric!r}")
         if metric.needs == "classes" and loss is not None and loss.target_kind != "classes":

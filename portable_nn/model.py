@@ -28,7 +28,7 @@ from .training import History, Plan, compiled, fit
 from .training.loop import batches, prepared_targets
 from .training.step import evaluate_sums
 from .training.validate import check_data, check_features, check_pair, positive_int
-from .training.weights import sample_weights
+from .training.weights import host_weights, sample_weights
 
 __all__ = ["History", "Model"]
 
@@ -199,16 +199,16 @@ class Model:
         epochs = positive_int("Model.train", "epochs", epochs)
         batch_size = positive_int("Model.train", "batch_size", batch_size, allow_none=True)
         print_every = positive_int("Model.train", "print_every", print_every)
-        if sample_weight is not None or class_weight is not None:
-            self._check("train", X, y)  # the labels are read for the class weights: checked first
+        if sample_weight is not None:
+            sample_weight = host_weights("Model.train", sample_weight, int(X.shape[0]))
+        if validation_split is not None:
+            X, y, validation_data = _split("Model.train", X, y, validation_split, validation_data)
+            if sample_weight is not None:
+                sample_weight = sample_weight[:int(X.shape[0])]
+        self._check("train", X, y)
+        # class weights ("balanced") from the rows trained on, after the split
         weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
                                  target_kind=self.loss.target_kind, n_outputs=self.network.n_outputs())  # type: ignore[union-attr]
-        if validation_split is not None:
-            n = int(X.shape[0])
-            X, y, validation_data = _split("Model.train", X, y, validation_split, validation_data)
-            if weights is not None:
-                weights = weights[:int(X.shape[0])] if int(X.shape[0]) < n else weights
-        self._check("train", X, y)
         if validation_data is not None:
             self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
         parallel = distributed_.resolve(distributed)

@@ -157,3 +157,31 @@ def test_early_stopping_and_the_guard_restore_the_running_statistics(backend):
         d.train(Xb, yb, epochs=5, batch_size=16, verbose=False)
     assert np.all(np.isfinite(backend.to_numpy(d.network.layers[1].running_var)))
     assert np.all(np.isfinite(backend.to_numpy(d.predict(Xb))))
+
+
+def test_an_assigned_running_statistic_takes_the_layers_dtype_and_is_checked(backend):
+    X, y = spiral_data(20, 3, seed=2)
+    m = model(dtype="float32")
+    bn = m.network.layers[1]
+    bn.running_var = np.full((1, 32), 2.0)  # float64, before placement: cast now
+    assert bn.running_var.dtype == np.float32
+    with pytest.raises(ValueError, match=r"running_mean must have shape \(1, 32\), got \(32,\)"):
+        bn.running_mean = np.zeros(32)
+    with pytest.raises(TypeError, match="running_mean must be a floating array"):
+        bn.running_mean = np.zeros((1, 32), dtype=np.int64)
+    Xb = backend.asarray(X)
+    m.train(Xb, backend.asarray(y), epochs=2, batch_size=32, verbose=False)
+    assert bn.running_var.dtype == m.network.layers[0].weight.dtype  # float32 in the backend's library
+    if backend.name != "numpy":  # a NumPy array assigned after placement on another library: a clear error
+        bn.running_mean = np.zeros((1, 32))
+        with pytest.raises(TypeError, match=r"BatchNorm.forward \(running_mean\): input is a .* but its "
+                                            r"running_mean is a numpy"):
+            m.predict(Xb, compile=False)
+
+
+def test_training_on_a_one_row_batch_is_refused():
+    X, y = spiral_data(11, 3, seed=3)  # 33 rows in batches of 16: a last batch of one row
+    m = model()
+    with pytest.raises(ValueError, match="BatchNorm.forward: training needs batches of more than one row"):
+        m.train(X.astype(np.float64), y, epochs=1, batch_size=16, verbose=False)
+    assert m.predict(X[:1].astype(np.float64)).shape == (1, 3)  # inference on one row is fine

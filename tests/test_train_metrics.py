@@ -79,3 +79,9 @@ def test_a_metric_can_be_monitored():
         r = pnn.Model().add(pnn.Dense(2, 1, seed=0)).add(pnn.Linear())
         r.set(loss=pnn.MeanSquaredError(), optimizer=pnn.SGD(0.1), accuracy=pnn.RegressionAccuracy()).finalize()
         r.train(X, y.astype(np.float64), verbose=False, metrics=[pnn.metrics.F1()])
+
+
+def test_one_metric_needs_no_list():
+    X, y = spiral_data(20, 3, seed=0)
+    h = classifier().train(X, y, epochs=2, verbose=False, metrics=pnn.metrics.F1())
+    assert len(h.metrics["f1"]) == 2

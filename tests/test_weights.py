@@ -167,3 +167,24 @@ def test_class_weight_needs_classes():
         m.train(X, y, epochs=1, verbose=False, class_weight="balanced")
     h = m.train(X, y, epochs=2, verbose=False, sample_weight=np.linspace(0, 1, 50))  # sample weights do apply
     assert np.all(np.isfinite(h.loss))
+
+
+def test_balanced_weights_come_from_the_rows_trained_on():
+    """With validation_split, "balanced" counts the training part only; a class absent from it weighs nothing
+    and the others are balanced over the classes present (scikit-learn's rule)."""
+    X, y = spiral_data(20, 3, seed=6)
+    order = np.r_[0:20, 20:25, 40:45, 25:40, 45:60]  # training part: 20/5/5 rows; validation: 0/15/15
+    X, y = X[order], y[order]
+    a, b = classifier(), classifier()
+    ha = a.train(X, y, epochs=3, verbose=False, class_weight="balanced", validation_split=0.5)
+    expected = 30 / (3 * np.array([20.0, 5.0, 5.0]))
+    hb = b.train(X[:30], y[:30], epochs=3, verbose=False, sample_weight=expected[y[:30]],
+                 validation_data=(X[30:], y[30:]))
+    np.testing.assert_allclose(ha.loss, hb.loss, rtol=1e-14)
+    two = classifier()
+    keep = y != 2  # class 2 absent: the weights of classes 0 and 1 as scikit-learn's over the present classes
+    h2 = two.train(X[keep], y[keep], epochs=2, verbose=False, class_weight="balanced")
+    counts = np.bincount(y[keep], minlength=3)[:2]
+    ref = classifier()
+    hr = ref.train(X[keep], y[keep], epochs=2, verbose=False, sample_weight=(keep.sum() / (2 * counts))[y[keep]])
+    np.testing.assert_allclose(h2.loss, hr.loss, rtol=1e-14)

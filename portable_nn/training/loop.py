@@ -163,6 +163,8 @@ def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, 
                 run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
                 run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
                 if i == steps - 1:
+                    if parallel is not None:  # the epoch's validation figures use the ranks' common statistics
+                        parallel.average_buffers(plan.network)
                     accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
                     run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation,
                                                               scored)))

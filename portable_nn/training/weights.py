@@ -14,7 +14,7 @@ import numpy as np
 
 from .. import _xp
 
-__all__ = ["sample_weights"]
+__all__ = ["host_weights", "sample_weights"]
 
 
 def sample_weights(what: str, X: Any, y: Any, sample_weight: Any, class_weight: Any, *, target_kind: str,
@@ -28,14 +28,7 @@ def sample_weights(what: str, X: Any, y: Any, sample_weight: Any, class_weight: 
     n = int(X.shape[0])
     weights = np.ones(n, dtype=np.float64)
     if sample_weight is not None:
-        given = np.asarray(_xp.to_numpy(sample_weight) if _xp.array_api_compat.is_array_api_obj(sample_weight)
-                           else sample_weight)
-        if given.ndim != 1 or given.shape[0] != n:
-            raise ValueError(f"{what}: sample_weight must have shape ({n},), one weight per sample, "
-                             f"got {tuple(given.shape)}")
-        if given.dtype.kind not in "biuf":
-            raise TypeError(f"{what}: sample_weight must be real numbers, got dtype {given.dtype}")
-        weights = weights * given.astype(np.float64)
+        weights = weights * host_weights(what, sample_weight, n)
     if class_weight is not None:
         weights = weights * _class_weights(what, y, class_weight, target_kind, n_outputs)
     if not np.all(np.isfinite(weights)) or np.any(weights < 0):
@@ -44,6 +37,18 @@ def sample_weights(what: str, X: Any, y: Any, sample_weight: Any, class_weight: 
     if not np.any(weights > 0):
         raise ValueError(f"{what}: every sample weight is 0: there is nothing to train on")
     return weights
+
+
+def host_weights(what: str, sample_weight: Any, n: int) -> np.ndarray:
+    """``sample_weight`` (any array, list or tuple) as a host float64 vector of ``n`` weights (checked)."""
+    given = np.asarray(_xp.to_numpy(sample_weight) if _xp.array_api_compat.is_array_api_obj(sample_weight)
+                       else sample_weight)
+    if given.ndim != 1 or given.shape[0] != n:
+        raise ValueError(f"{what}: sample_weight must have shape ({n},), one weight per sample, "
+                         f"got {tuple(given.shape)}")
+    if given.dtype.kind not in "biuf":
+        raise TypeError(f"{what}: sample_weight must be real numbers, got dtype {given.dtype}")
+    return given.astype(np.float64)
 
 
 def _classes(what: str, y: Any, target_kind: str, n_outputs: int | None) -> tuple[np.ndarray, int]:
@@ -65,8 +70,9 @@ def _class_weights(what: str, y: Any, class_weight: Any, target_kind: str, n_out
             raise ValueError(f"{what}: class_weight must be a dict {{class: weight}} or 'balanced', "
                              f"got {class_weight!r}")
         counts = np.bincount(classes, minlength=k).astype(np.float64)
-        # scikit-learn's "balanced": n_samples / (n_classes * count); a class without samples weighs nothing
-        table = np.divide(classes.size, k * counts, out=np.zeros(k), where=counts > 0)
+        # scikit-learn's "balanced": n_samples / (n_classes present * count); an absent class weighs nothing
+        present = int(np.count_nonzero(counts))
+        table = np.divide(classes.size, present * counts, out=np.zeros(counts.size), where=counts > 0)
         return np.asarray(table[classes], dtype=np.float64)
     if not isinstance(class_weight, dict):
         raise TypeError(f"{what}: class_weight must be a dict {{class: weight}} or 'balanced', "

@@ -210,3 +210,16 @@ def test_sample_weights_travel_with_the_shards():
     for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
         np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-13)
     np.testing.assert_allclose(h_par.loss, h_one.loss, rtol=1e-12)
+
+
+def test_batchnorm_validation_figures_and_callbacks_agree_on_every_rank():
+    """The running statistics are averaged at each epoch's end, before the validation figures: every rank sees
+    the same val_loss and metrics, so a callback stops every rank at the same epoch (no rank left waiting)."""
+    X, y = spiral_data(50, 3, seed=9)
+    Xv, yv = spiral_data(10, 3, seed=10)
+    m = batchnorm_model(pnn.SGD(0.2, momentum=0.9))
+    stop = pnn.callbacks.EarlyStopping("val_loss", patience=1, min_delta=0.05)
+    h = m.train(X, y, epochs=30, batch_size=30, shuffle=True, seed=3, verbose=False, validation_data=(Xv, yv),
+                metrics=[pnn.metrics.F1()], callbacks=[stop], distributed=True)
+    same_on_every_rank([np.asarray(h.val_loss), np.asarray(h.metrics["val_f1"]), np.asarray(h.metrics["f1"])])
+    assert len(h.epoch) < 30  # stopped early, on every rank alike
