@@ -25,7 +25,7 @@ from .losses import Loss, fused_loss
 from .network import Network, is_layer
 from .optimizers import Optimizer
 from .training import History, Plan, compiled, fit
-from .training.loop import batches, prepared_targets
+from .training.loop import Scored, batches, prepared_targets
 from .training.step import evaluate_sums
 from .training.validate import check_data, check_features, check_pair, positive_int
 from .training.weights import host_weights, sample_weights
@@ -291,11 +291,9 @@ class Model:
         return loss, acc, self._metrics("evaluate", list(metrics), X, y, batch_size)
 
     def _metrics(self, what: str, metrics: list[Any], X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
-        xp = _xp.namespace(X)
-        metrics = metrics_.check_metrics(what, metrics, self.loss)
-        labels = metrics_.labels_for(self.loss, xp, y)
-        outputs = [(self.network.infer(X[s, ...]), labels[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
-        return metrics_.evaluate_metrics(metrics, xp, outputs)
+        assert self.plan is not None
+        scored = Scored(self.plan, metrics_.check_metrics(what, metrics, self.loss), [("", X, y)], batch_size)
+        return scored.values(scored.counts(self.plan))
 
     def predict(self, X: Array, *, batch_size: int | None = None, compile: bool | str = "auto") -> Array:
         """The model's output for ``X``, an array of X's library and device (lazy on Dask).

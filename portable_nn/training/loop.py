@@ -250,24 +250,26 @@ def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: An
 
 def scoring(plan: Plan, metrics: list[Any] | None, X: Array, y: Array, validation_data: Any,
             batch_size: int | None) -> Scored | None:
-    """What ``train(metrics=[...])`` scores at each epoch's end (None without metrics)."""
-    return Scored(plan, metrics, X, y, validation_data, batch_size) if metrics else None
+    """What ``train(metrics=[...])`` scores at each epoch's end (None without metrics): the training data with
+    the model as it is then (not a running mean over the epoch's changing model, as Keras reports) and the
+    validation data (named ``val_<name>``).  Streamed Dask training data are not read twice an epoch: only
+    their validation data are scored."""
+    if not metrics:
+        return None
+    sets = [] if _xp.is_lazy(X) else [("", X, y)]
+    if validation_data is not None:
+        sets.append(("val_", *validation_data))
+    return Scored(plan, metrics, sets, batch_size)
 
 
 class Scored:
-    """``train(metrics=[...])``: the metrics' counts at an epoch's end, over the training data with the model as
-    it is then (not a running mean over the epoch's changing model, as Keras reports) and over the validation
-    data (named ``val_<name>``).  One inference pass over each; counts stay on the device until a report."""
+    """Metrics over data sets ``[(prefix, X, y), ...]``: counts summed on the device over the batches (one
+    inference pass over each set), values named ``prefix + name`` once the counts are read back."""
 
-    def __init__(self, plan: Plan, metrics: list[Any], X: Array, y: Array, validation_data: Any,
+    def __init__(self, plan: Plan, metrics: list[Any], sets: list[tuple[str, Array, Array]],
                  batch_size: int | None) -> None:
         self.metrics, self.batch_size = list(metrics), batch_size
-        self.sets = []
-        if not _xp.is_lazy(X):  # streamed Dask data is not read twice an epoch: its validation data is scored
-            self.sets.append(("", X, metrics_.labels_for(plan.loss, _xp.namespace(X), y)))
-        if validation_data is not None:
-            Xv, yv = validation_data
-            self.sets.append(("val_", Xv, metrics_.labels_for(plan.loss, _xp.namespace(Xv), yv)))
+        self.sets = [(prefix, X, metrics_.labels_for(plan.loss, _xp.namespace(X), y)) for prefix, X, y in sets]
 
     def counts(self, plan: Plan) -> list[list[list[Array]]]:
         """Per data set, per metric, the summed counts (device arrays)."""
@@ -327,4 +329,3 @@ def emit(info: dict[str, Any], verbose: bool, callback: Callable[[dict[str, Any]
         print(line, file=sys.stdout)
     if callback is not None:
         callback(info)
-
