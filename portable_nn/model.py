@@ -183,7 +183,7 @@ class Model:
         so far is returned.
 
         ``sample_weight`` (one weight per row) and ``class_weight`` (a dict
-        ``{class: weight}``, or ``"balanced"``: ``n / (n_classes * count)``)
+        ``{class: weight}``, or ``"balanced"``: ``n / (classes present * count)``)
         weight each sample's loss and gradient; the two multiply.  The loss is
         ``sum_i w_i L_i / n`` (Keras's convention) and so is the History's;
         accuracy and validation figures are not weighted.
@@ -288,9 +288,9 @@ class Model:
         loss, acc = _xp.to_host(xp, list(sums))
         if metrics is None:
             return loss, acc
-        return loss, acc, self._metrics("evaluate", list(metrics), X, y, batch_size)
+        return loss, acc, self._metrics("evaluate", metrics, X, y, batch_size)
 
-    def _metrics(self, what: str, metrics: list[Any], X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
+    def _metrics(self, what: str, metrics: Any, X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
         assert self.plan is not None
         scored = Scored(self.plan, metrics_.check_metrics(what, metrics, self.loss), [("", X, y)], batch_size)
         return scored.values(scored.counts(self.plan))

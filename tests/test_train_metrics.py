@@ -83,5 +83,7 @@ def test_a_metric_can_be_monitored():
 
 def test_one_metric_needs_no_list():
     X, y = spiral_data(20, 3, seed=0)
-    h = classifier().train(X, y, epochs=2, verbose=False, metrics=pnn.metrics.F1())
+    m = classifier()
+    h = m.train(X, y, epochs=2, verbose=False, metrics=pnn.metrics.F1())
     assert len(h.metrics["f1"]) == 2
+    assert m.evaluate(X, y, metrics=pnn.metrics.F1())[2]["f1"] == pytest.approx(h.metrics["f1"][-1], rel=1e-12)
