@@ -133,21 +133,43 @@ class MAE(Metric):
         return float(counts[0] / counts[1])
 
 
-def check_metrics(what: str, metrics: Any, loss: Any) -> list[Metric]:
-    """``metrics`` as a list of ``Metric`` objects that fit the loss's targets (TypeError/ValueError)."""
+def _binary(loss: Any, n_outputs: int | None) -> bool:
+    """One sigmoid output read as two classes (0 and 1): what the class metrics score for a binary model."""
+    return loss is not None and loss.target_kind == "binary" and n_outputs == 1
+
+
+def check_metrics(what: str, metrics: Any, loss: Any, n_outputs: int | None = None) -> list[Metric]:
+    """``metrics`` (one or a list) as ``Metric`` objects that fit the loss's targets (TypeError/ValueError).
+
+    Class metrics need class labels: a categorical loss, or a binary one with one output (classes 0 and 1).
+    """
     checked: list[Metric] = []
     for metric in [metrics] if isinstance(metrics, Metric) else list(metrics):
         if not isinstance(metric, Metric):
             raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects, got {metric!r}")
-        if metric.needs == "classes" and loss is not None and loss.target_kind != "classes":
-            raise ValueError(f"Model.{what}: {metric!r} needs class labels; this model's loss is {loss!r}")
+        if metric.needs == "classes" and loss is not None and loss.target_kind != "classes" \
+                and not _binary(loss, n_outputs):
+            raise ValueError(f"Model.{what}: {metric!r} needs class labels (a categorical loss, or a binary one "
+                             f"with one output); this model's loss is {loss!r} with {n_outputs} outputs")
         checked.append(metric)
     return checked
 
 
 def labels_for(loss: Any, xp: Any, y: Array) -> Array:
-    """What the metrics compare with: class indices (one-hot rows become their argmax) or the targets."""
-    return xp.argmax(y, axis=1) if y.ndim == 2 and loss is not None and loss.target_kind == "classes" else y
+    """What the metrics compare with: class indices (one-hot rows become their argmax; a binary model's
+    ``(n, 1)`` targets become ``(n,)``) or the targets."""
+    if loss is not None and loss.target_kind == "classes" and y.ndim == 2:
+        return xp.argmax(y, axis=1)
+    if loss is not None and loss.target_kind == "binary" and y.ndim == 2 and y.shape[1] == 1:
+        return xp.reshape(y, (-1,))
+    return y
+
+
+def class_scores(loss: Any, xp: Any, output: Array) -> Array:
+    """The outputs the class metrics rank: a binary model's one probability ``p`` becomes ``[1 - p, p]``."""
+    if _binary(loss, int(output.shape[1])):
+        return xp.concat([1 - output, output], axis=1)
+    return output
 
 
 def metric_counts(metrics: list[Metric], xp: Any, outputs: list[tuple[Array, Array]]) -> list[list[Array]]:

@@ -221,7 +221,8 @@ class Model:
         kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                                   "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
                                   "verbose": verbose, "callback": callback, "callbacks": hooks,
-                                  "metrics": metrics_.check_metrics("train", metrics or [], self.loss)}
+                                  "metrics": metrics_.check_metrics("train", metrics or [], self.loss,
+                                                                    self.network.n_outputs())}
         if weights is not None:  # sent once, in the model's dtype, where X lives
             xp = _xp.namespace(X)
             plan.weights = xp.asarray(weights, dtype=_xp.float_dtype(xp, self.network.dtype()),
@@ -292,7 +293,8 @@ class Model:
 
     def _metrics(self, what: str, metrics: Any, X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
         assert self.plan is not None
-        scored = Scored(self.plan, metrics_.check_metrics(what, metrics, self.loss), [("", X, y)], batch_size)
+        checked = metrics_.check_metrics(what, metrics, self.loss, self.network.n_outputs())
+        scored = Scored(self.plan, checked, [("", X, y)], batch_size)
         return scored.values(scored.counts(self.plan))
 
     def predict(self, X: Array, *, batch_size: int | None = None, compile: bool | str = "auto") -> Array:

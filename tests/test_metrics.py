@@ -55,3 +55,22 @@ def test_mae_for_regression(backend):
     assert results["mae"] == pytest.approx(skm.mean_absolute_error(y, backend.to_numpy(m.predict(Xb))))
     with pytest.raises(ValueError, match="needs class labels"):
         m.evaluate(Xb, yb, metrics=[pnn.metrics.F1()])
+
+
+def test_a_binary_model_is_scored_as_two_classes(backend):
+    """One sigmoid output: class 1 where p > 0.5 (the accuracy's rule), against scikit-learn on those labels."""
+    X, y = spiral_data(40, 2, seed=3)
+    y = y.reshape(-1, 1).astype(np.float64)
+    m = pnn.Model().add(pnn.Dense(2, 16, seed=0, dtype="float64")).add(pnn.ReLU())
+    m.add(pnn.Dense(16, 1, seed=1, dtype="float64")).add(pnn.Sigmoid())
+    m.set(loss=pnn.BinaryCrossentropy(), optimizer=pnn.Adam(0.02)).finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    h = m.train(Xb, yb, epochs=5, verbose=False, metrics=[pnn.metrics.F1(), pnn.metrics.Recall(average=None)],
+                validation_data=(Xb, yb))  # val_: scored on every backend (Dask's streamed training data is not)
+    pred = (backend.to_numpy(m.predict(Xb))[:, 0] > 0.5).astype(int)
+    assert h.metrics["val_f1"][-1] == pytest.approx(skm.f1_score(y[:, 0], pred, average="macro", zero_division=0))
+    np.testing.assert_allclose(h.metrics["val_recall"][-1], skm.recall_score(y[:, 0], pred, average=None,
+                                                                             zero_division=0))
+    _, _, results = m.evaluate(Xb, yb, metrics=[pnn.metrics.Precision()])
+    assert results["precision"] == pytest.approx(skm.precision_score(y[:, 0], pred, average="macro",
+                                                                     zero_division=0))

@@ -275,9 +275,10 @@ class Scored:
         """Per data set, per metric, the summed counts (device arrays)."""
         out = []
         for _, X, labels in self.sets:
-            outputs = [(plan.network.infer(X[s, ...]), labels[s, ...])
+            xp = _xp.namespace(X)
+            outputs = [(metrics_.class_scores(plan.loss, xp, plan.network.infer(X[s, ...])), labels[s, ...])
                        for s in batches(int(X.shape[0]), self.batch_size)]
-            out.append(metrics_.metric_counts(self.metrics, _xp.namespace(X), outputs))
+            out.append(metrics_.metric_counts(self.metrics, xp, outputs))
         return out
 
     def values(self, counts: list[list[list[Array]]]) -> dict[str, Any]:
