@@ -10,7 +10,7 @@ from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
 from .checking import GradcheckResult, check_all, gradcheck
 from .kernels import fast_paths, fast_paths_enabled, set_fast_paths
-from .layers import BatchNorm, Dense, Dropout, Layer, LayerNorm
+from .layers import Dense, Dropout, Layer
 from .losses import (
     BinaryCrossentropy,
     CategoricalCrossentropy,
@@ -21,6 +21,7 @@ from .losses import (
     SoftmaxCategoricalCrossentropy,
 )
 from .model import History, Model
+from .normalization import BatchNorm, LayerNorm
 from .optimizers import SGD, Adagrad, Adam, Optimizer, RMSprop
 from .parameter import Parameter
 from .random import Generator
