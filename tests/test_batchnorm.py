@@ -3,7 +3,7 @@
 ``check_all`` gradient-checks training mode on every backend (``tests/test_gradcheck.py``); here inference
 mode is gradient-checked, both modes are compared with PyTorch autograd, and the running statistics are
 followed through training, files, the divergence guard and EarlyStopping.  (Compiled equals eager with
-BatchNorm: ``tests/test_compiled.py``, case ``adam-batchnorm``; data-parallel: ``tests/distributed``.)
+BatchNorm: ``tests/test_compiled.py``, case ``sgd-momentum-batchnorm``; data-parallel: ``tests/distributed``.)
 """
 
 import numpy as np

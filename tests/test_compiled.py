@@ -52,7 +52,7 @@ def make(case):
         m.add(pnn.Dense(16, 1, seed=1, dtype=d)).add(pnn.Linear())
         m.set(loss=pnn.MeanAbsoluteError(), optimizer=pnn.Adagrad(0.05), accuracy=pnn.RegressionAccuracy())
         return m, X, y, {}
-    if case == "adam-batchnorm":  # running statistics: carried through the compiled block, the guard, reports
+    if case == "sgd-momentum-batchnorm":  # running statistics: carried through the compiled block, the guard, reports
         m.add(pnn.Dense(2, 16, seed=0, dtype=d, initializer="he_normal")).add(pnn.BatchNorm(16, dtype=d))
         m.add(pnn.ReLU()).add(pnn.Dense(16, 3, seed=1, dtype=d)).add(pnn.Softmax())
         # not Adam: the bias of a Dense before BatchNorm has a gradient of exactly zero in exact arithmetic (the
@@ -62,7 +62,8 @@ def make(case):
     raise AssertionError(case)
 
 
-CASES = ["adam-l1l2-dropout-cce", "sgd-momentum-onehot", "sgd-bce", "rmsprop-mse", "adagrad-mae", "adam-batchnorm"]
+CASES = ["adam-l1l2-dropout-cce", "sgd-momentum-onehot", "sgd-bce", "rmsprop-mse", "adagrad-mae",
+         "sgd-momentum-batchnorm"]
 
 
 def quiet_train(m, X, y, **kwargs):
