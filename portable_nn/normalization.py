@@ -41,25 +41,23 @@ def normalized_backward(layer: Any, dvalue: Array, axis: int | None) -> Array:
     return (g - mean_g - xhat * mean_gx) * layer.inv_std
 
 
-class LayerNorm(ParametricLayer):
-    """Layer normalization over the features of each sample, then a learned scale and shift.
-
-    ``xhat = (x - mean) / sqrt(var + eps)`` (per row), ``output = xhat * weight + bias``.
-    Backward: ``dbias = sum_n dvalue``, ``dweight = sum_n dvalue * xhat``; with ``g = dvalue * weight``,
-    ``dinput = (g - mean_j g - xhat * mean_j(g * xhat)) / sqrt(var + eps)`` -- the mean and the variance
-    depend on every feature of the row, hence the two subtracted means.
-    """
+class _Normalization(ParametricLayer):
+    """What LayerNorm and BatchNorm share: ``n_features``, ``epsilon``, a scale ``weight`` (ones) and a shift
+    ``bias`` (zeros), ``output = xhat * weight + bias``, and the backward pass (``normalized_backward`` along
+    ``_axis``, the axis the forward pass took its statistics along; None for fixed statistics)."""
 
     weight, bias = value_of("weight"), value_of("bias")
     dweight, dbias = grad_of("weight"), grad_of("bias")
+    _axis: int | None = None
 
     def __init__(self, n_features: int, *, epsilon: float = 1e-5, dtype: Any = "float32") -> None:
         super().__init__()
+        name = type(self).__name__
         if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features <= 0:
-            raise ValueError(f"LayerNorm: n_features must be a positive integer, got {n_features!r}")
+            raise ValueError(f"{name}: n_features must be a positive integer, got {n_features!r}")
         epsilon = float(epsilon)
         if not np.isfinite(epsilon) or epsilon <= 0:
-            raise ValueError(f"LayerNorm: epsilon must be a finite number > 0, got {epsilon!r}")
+            raise ValueError(f"{name}: epsilon must be a finite number > 0, got {epsilon!r}")
         self.n_features, self.epsilon = int(n_features), epsilon
         self.n_inputs = self.n_neurons = self.n_features  # the width it keeps (summary, checks)
         self.dtype = _xp.dtype_name(dtype)
@@ -71,9 +69,6 @@ class LayerNorm(ParametricLayer):
         self.xhat: Array = None
         self.inv_std: Array = None
 
-    def get_config(self) -> dict[str, Any]:
-        return {"n_features": self.n_features, "epsilon": self.epsilon, "dtype": self.dtype}
-
     @classmethod
     def example(cls, seed: int) -> Layer:
         rng = np.random.default_rng(seed)
@@ -82,21 +77,39 @@ class LayerNorm(ParametricLayer):
         layer.bias = rng.uniform(-0.5, 0.5, size=(1, 4))
         return layer
 
-    def forward(self, x: Array) -> Array:
-        x = self._checked_input(x, self.n_features)
-        xp = _xp.namespace(x)
-        weight, bias = self.weight, self.bias
-        self.input = x
-        centered = x - xp.mean(x, axis=1, keepdims=True)
-        self.inv_std = 1.0 / xp.sqrt(xp.mean(centered * centered, axis=1, keepdims=True) + self.epsilon)
+    def _scale_and_shift(self, xp: Any, centered: Array, var: Array) -> Array:
+        """``xhat = centered / sqrt(var + eps)``, then ``output = xhat * weight + bias`` (kept for backward)."""
+        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
         self.xhat = centered * self.inv_std
-        self.output = self.xhat * weight + bias
+        self.output = self.xhat * self.weight + self.bias
         return self.output
 
     def backward(self, dvalue: Array) -> Array:
         self._need_forward()
-        self.dinput = normalized_backward(self, dvalue, axis=1)
+        self.dinput = normalized_backward(self, dvalue, self._axis)
         return self.dinput
+
+
+class LayerNorm(_Normalization):
+    """Layer normalization over the features of each sample, then a learned scale and shift.
+
+    ``xhat = (x - mean) / sqrt(var + eps)`` (per row), ``output = xhat * weight + bias``.
+    Backward: ``dbias = sum_n dvalue``, ``dweight = sum_n dvalue * xhat``; with ``g = dvalue * weight``,
+    ``dinput = (g - mean_j g - xhat * mean_j(g * xhat)) / sqrt(var + eps)`` -- the mean and the variance
+    depend on every feature of the row, hence the two subtracted means.
+    """
+
+    _axis = 1  # the statistics of each row: its features
+
+    def get_config(self) -> dict[str, Any]:
+        return {"n_features": self.n_features, "epsilon": self.epsilon, "dtype": self.dtype}
+
+    def forward(self, x: Array) -> Array:
+        x = self._checked_input(x, self.n_features)
+        xp = _xp.namespace(x)
+        self.input = x
+        centered = x - xp.mean(x, axis=1, keepdims=True)
+        return self._scale_and_shift(xp, centered, xp.mean(centered * centered, axis=1, keepdims=True))
 
 
 class _Buffer:
@@ -127,7 +140,7 @@ class _Buffer:
         layer.__dict__[self.slot] = value if value.dtype == dtype else xp.astype(value, dtype)
 
 
-class BatchNorm(ParametricLayer):
+class BatchNorm(_Normalization):
     """Batch normalization: each feature normalized over the batch's samples, then a learned scale and shift.
 
     Training: ``xhat = (x - mean_n x) / sqrt(var_n x + eps)``, ``output = xhat * weight + bias``, and the running
@@ -143,51 +156,26 @@ class BatchNorm(ParametricLayer):
     has_training_mode = True
     buffer_names = ("running_mean", "running_var")
     running_mean, running_var = _Buffer(), _Buffer()
-    weight, bias = value_of("weight"), value_of("bias")
-    dweight, dbias = grad_of("weight"), grad_of("bias")
 
     def __init__(self, n_features: int, *, momentum: float = 0.9, epsilon: float = 1e-5,
                  dtype: Any = "float32") -> None:
-        super().__init__()
-        if isinstance(n_features, bool) or not isinstance(n_features, (int, np.integer)) or n_features <= 0:
-            raise ValueError(f"BatchNorm: n_features must be a positive integer, got {n_features!r}")
-        momentum, epsilon = float(momentum), float(epsilon)
+        super().__init__(n_features, epsilon=epsilon, dtype=dtype)
+        momentum = float(momentum)
         if not 0.0 <= momentum < 1.0:
             raise ValueError(f"BatchNorm: momentum must be in [0, 1) (the weight of the running value; "
                              f"Keras's convention), got {momentum!r}")
-        if not np.isfinite(epsilon) or epsilon <= 0:
-            raise ValueError(f"BatchNorm: epsilon must be a finite number > 0, got {epsilon!r}")
-        self.n_features, self.momentum, self.epsilon = int(n_features), momentum, epsilon
-        self.n_inputs = self.n_neurons = self.n_features
-        self.dtype = _xp.dtype_name(dtype)
-        self.params = {
-            "weight": Parameter("weight", np.ones((1, self.n_features), dtype=self.dtype), self.dtype),
-            "bias": Parameter("bias", np.zeros((1, self.n_features), dtype=self.dtype), self.dtype),
-        }
+        self.momentum = momentum
         self.running_mean = np.zeros((1, self.n_features), dtype=self.dtype)
         self.running_var = np.ones((1, self.n_features), dtype=self.dtype)
-        self._placed = False
-        self.xhat: Array = None
-        self.inv_std: Array = None
-        self.training = True
 
     def get_config(self) -> dict[str, Any]:
         return {"n_features": self.n_features, "momentum": self.momentum, "epsilon": self.epsilon,
                 "dtype": self.dtype}
 
-    @classmethod
-    def example(cls, seed: int) -> Layer:
-        rng = np.random.default_rng(seed)
-        layer = cls(4, dtype="float64")
-        layer.weight = rng.uniform(0.5, 1.5, size=(1, 4))
-        layer.bias = rng.uniform(-0.5, 0.5, size=(1, 4))
-        return layer
-
     def forward(self, x: Array, training: bool = True) -> Array:
         x = self._checked_input(x, self.n_features)
         xp = _xp.namespace(x)
-        weight, bias = self.weight, self.bias
-        self.input, self.training = x, training
+        self.input, self._axis = x, 0 if training else None  # batch statistics: along the samples
         if training:
             if x.shape[0] == 1:
                 raise ValueError("BatchNorm.forward: training needs batches of more than one row (one row has "
@@ -203,12 +191,4 @@ class BatchNorm(ParametricLayer):
                 self.running_var = m * self.running_var + (1.0 - m) * var
         else:
             centered, var = x - self.running_mean, self.running_var
-        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        self.xhat = centered * self.inv_std
-        self.output = self.xhat * weight + bias
-        return self.output
-
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        self.dinput = normalized_backward(self, dvalue, axis=0 if self.training else None)
-        return self.dinput
+        return self._scale_and_shift(xp, centered, var)
