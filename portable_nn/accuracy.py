@@ -6,7 +6,7 @@ from typing import Any, ClassVar
 
 import array_api_extra as xpx
 
-from . import _xp
+from . import _xp, registries
 from ._repr import config_repr
 from ._typing import Array, Namespace
 
@@ -20,7 +20,7 @@ class Accuracy:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Accuracy.registry[cls.__name__] = cls
+        registries.register(Accuracy.registry, cls, "accuracy")
 
     def prepare_targets(self, xp: Namespace, y: Array) -> Array:
         """Targets in the form ``compare`` wants, once per call (default: as given)."""

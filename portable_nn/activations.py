@@ -35,18 +35,15 @@ class Activation(Layer):
 class ReLU(Activation):
     """``y = max(x, 0)``; backward ``dinput = dvalue where x > 0, else 0``."""
 
-    def forward(self, x: Array) -> Array:
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
         xp = _xp.namespace(x)
-        self.input = x
         # a 0-d zero of x's dtype, not 0.0: array-api-compat promotes a Python scalar
         # with torch.result_type, which breaks the graph under torch.compile
-        self.output = xp.maximum(x, xp.zeros((), dtype=x.dtype, device=_xp.array_device(x)))
-        return self.output
+        return xp.maximum(x, xp.zeros((), dtype=x.dtype, device=_xp.array_device(x))), x
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        self.dinput = kernels.relu_backward(self.input, dvalue)
-        return self.dinput
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        return kernels.relu_backward(cache, dvalue), {}
 
 
 class LeakyReLU(Activation):
@@ -62,32 +59,24 @@ class LeakyReLU(Activation):
     def get_config(self) -> dict[str, Any]:
         return {"alpha": self.alpha}
 
-    def forward(self, x: Array) -> Array:
-        xp = _xp.namespace(x)
-        self.input = x
-        self.output = xp.where(x > 0, x, self.alpha * x)
-        return self.output
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        return _xp.namespace(x).where(x > 0, x, self.alpha * x), x
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        xp = _xp.namespace(dvalue)
-        self.dinput = xp.where(self.input > 0, dvalue, self.alpha * dvalue)
-        return self.dinput
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        return _xp.namespace(dvalue).where(cache > 0, dvalue, self.alpha * dvalue), {}
 
 
 class Tanh(Activation):
     """``y = tanh(x)``; backward ``dinput = dvalue * (1 - y**2)``."""
 
-    def forward(self, x: Array) -> Array:
-        self.input = x
-        self.output = _xp.namespace(x).tanh(x)
-        return self.output
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        y = _xp.namespace(x).tanh(x)
+        return y, y
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        y = self.output
-        self.dinput = dvalue * (1.0 - y * y)
-        return self.dinput
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        return dvalue * (1.0 - cache * cache), {}
 
 
 class GELU(Activation):
@@ -119,42 +108,34 @@ class GELU(Activation):
                             f"standard); use GELU() (the tanh approximation) on this backend")
         return erf
 
-    def forward(self, x: Array) -> Array:
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
         xp = _xp.namespace(x)
-        self.input = x
         if self.approximate == "none":
-            self.output = 0.5 * x * (1.0 + self._erf(xp)(x / math.sqrt(2.0)))
-        else:
-            self.tanh = xp.tanh(self._C * (x + self._A * x * x * x))
-            self.output = 0.5 * x * (1.0 + self.tanh)
-        return self.output
+            return 0.5 * x * (1.0 + self._erf(xp)(x / math.sqrt(2.0))), (x, None)
+        t = xp.tanh(self._C * (x + self._A * x * x * x))
+        return 0.5 * x * (1.0 + t), (x, t)
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
         xp = _xp.namespace(dvalue)
-        x = self.input
+        x, t = cache
         if self.approximate == "none":
             cdf = 0.5 * (1.0 + self._erf(xp)(x / math.sqrt(2.0)))
             pdf = xp.exp(-0.5 * x * x) / math.sqrt(2.0 * math.pi)
-            self.dinput = dvalue * (cdf + x * pdf)
-        else:
-            t = self.tanh
-            du = self._C * (1.0 + 3.0 * self._A * x * x)
-            self.dinput = dvalue * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du)
-        return self.dinput
+            return dvalue * (cdf + x * pdf), {}
+        du = self._C * (1.0 + 3.0 * self._A * x * x)
+        return dvalue * (0.5 * (1.0 + t) + 0.5 * x * (1.0 - t * t) * du), {}
 
 
 class Linear(Activation):
     """``y = x``; backward ``dinput = dvalue`` (output layer for regression)."""
 
-    def forward(self, x: Array) -> Array:
-        self.input = self.output = x
-        return x
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        return x, None
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        self.dinput = dvalue
-        return dvalue
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        return dvalue, {}
 
 
 class Sigmoid(Activation):
@@ -164,18 +145,15 @@ class Sigmoid(Activation):
     for inputs of +-1000.
     """
 
-    def forward(self, x: Array) -> Array:
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
         xp = _xp.namespace(x)
-        self.input = x
         e = xp.exp(-xp.abs(x))
-        self.output = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
-        return self.output
+        s = xp.where(x >= 0, 1.0 / (1.0 + e), e / (1.0 + e))
+        return s, s
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        s = self.output
-        self.dinput = dvalue * s * (1.0 - s)
-        return self.dinput
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        return dvalue * cache * (1.0 - cache), {}
 
     def predictions(self, output: Array) -> Array:
         xp = _xp.namespace(output)
@@ -189,17 +167,14 @@ class Softmax(Activation):
     ``dinput = S * (dvalue - sum(dvalue * S, axis=1, keepdims=True))``.
     """
 
-    def forward(self, x: Array) -> Array:
-        self.input = x
-        self.output = softmax_parts(_xp.namespace(x), x)[2]
-        return self.output
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        s = softmax_parts(_xp.namespace(x), x)[2]
+        return s, s
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
         xp = _xp.namespace(dvalue)
-        s = self.output
-        self.dinput = s * (dvalue - xp.sum(dvalue * s, axis=1, keepdims=True))
-        return self.dinput
+        return cache * (dvalue - xp.sum(dvalue * cache, axis=1, keepdims=True)), {}
 
     def predictions(self, output: Array) -> Array:
         xp = _xp.namespace(output)

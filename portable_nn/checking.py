@@ -225,10 +225,10 @@ def _loss_cases(rng: np.random.Generator, x: np.ndarray) -> dict[str, list[tuple
     }
 
 
-def _library_classes(registry: dict[str, Any], base: Any) -> list[Any]:
-    """The library's own concrete classes of a registry (those with a ``forward``), in definition order."""
+def _library_classes(registry: dict[str, Any], base: Any, method: str) -> list[Any]:
+    """The library's own concrete classes of a registry (those that define ``method``), in definition order."""
     return [cls for cls in registry.values()
-            if cls.__module__.startswith("portable_nn.") and cls.forward is not base.forward]
+            if cls.__module__.startswith("portable_nn.") and getattr(cls, method) is not getattr(base, method)]
 
 
 def check_all(asarray: Callable[[np.ndarray], Array], *, seed: int = 0) -> list[GradcheckResult]:
@@ -243,9 +243,9 @@ def check_all(asarray: Callable[[np.ndarray], Array], *, seed: int = 0) -> list[
     x = rng.standard_normal((6, 4))
     x = np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)  # keep the ReLU kink out of each step
     cases: list[tuple[str, Any, np.ndarray, np.ndarray | None]] = [
-        (cls.__name__, cls.example(seed), x, None) for cls in _library_classes(Layer.registry, Layer)]
+        (cls.__name__, cls.example(seed), x, None) for cls in _library_classes(Layer.registry, Layer, "apply")]
     forms = _loss_cases(rng, x)
-    for cls in _library_classes(Loss.registry, Loss):
+    for cls in _library_classes(Loss.registry, Loss, "forward"):
         for suffix, inp, targets in forms[cls.target_kind]:
             cases.append((cls.__name__ + suffix, cls(), x if cls.input_kind == "logits" else inp,
                           targets.astype(np.int64) if cls.input_kind == "logits" else targets))

@@ -191,7 +191,7 @@ class DataParallel:
         guard (on the *global* loss: every rank stops at the same step) and
         the same update on every rank.
         """
-        from .training.step import count_correct, loss_sum_and_grad
+        from .training.step import count_correct, forward_backward
 
         optimizer = plan.optimizer
         rows, n = self.shard(slice(0, int(x.shape[0])))
@@ -202,10 +202,10 @@ class DataParallel:
         figures = [0.0, 0.0, 0.0, float(interrupted)]
         if rows.stop > rows.start:
             xs, yls, yas = x[rows, ...], y_loss[rows, ...], y_acc[rows, ...]
-            loss_sum, output, dvalue = loss_sum_and_grad(plan, xs, yls)
+            loss_sum, output, grads, buffers = forward_backward(plan, plan.network.arrays(), xs, yls)
             correct, compared = count_correct(plan, output, yas)
-            plan.network.backward(dvalue, upto=plan.body)
-            grads = [p.grad for p in params]
+            if buffers:
+                plan.network.set_buffer_values(buffers)
             figures[:3] = _xp.to_host(xp, [loss_sum, correct, compared])
         loss, correct_all, compared_all, stop = self.all_reduce(params, grads, figures,
                                                                 (rows.stop - rows.start) / n, first.dtype)

@@ -34,7 +34,6 @@ FORMAT = "portable_nn"
 FORMAT_VERSION = 1
 HEADER = "__portable_nn__"
 MAX_HEADER = 1 << 20  # 1 MiB of JSON is far beyond any real architecture
-STATE_KEYS = ("momentum", "cache")  # the optimizers' state, as stored in files
 
 
 @dataclass
@@ -188,12 +187,14 @@ def assign_arrays(trainable: list[Any], arrays: dict[str, np.ndarray], path: Any
                                         copy=True))
     if not with_state:
         return
+    taken = set(expected) | set(buffers)
     for i, layer in enumerate(trainable):
         for p in layer.parameters():
-            for key in STATE_KEYS:
-                value = arrays.get(f"{i}/{p.name}_{key}")
-                if value is None:
+            prefix = f"{i}/{p.name}_"  # the optimizer's state by its own names: "0/weight_momentum", ...
+            for name, value in arrays.items():
+                if not name.startswith(prefix) or name in taken:
                     continue
+                key = name[len(prefix):]
                 if value.shape != expected[f"{i}/{p.name}"]:
                     raise ValueError(f"{path}: optimizer state {i}/{p.name}_{key} has shape {value.shape}")
                 current = p.value

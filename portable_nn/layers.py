@@ -14,12 +14,13 @@ Every subclass is registered by name (``Layer.registry``): model files,
 
 from __future__ import annotations
 
+import copy
 import numbers
 from typing import Any, ClassVar
 
 import numpy as np
 
-from . import _xp, initializers
+from . import _xp, initializers, registries
 from ._repr import config_repr
 from ._typing import Array
 from .parameter import Parameter, grad_of, regularizer_of, state_of, value_of
@@ -29,7 +30,23 @@ __all__ = ["Dense", "Dropout", "Layer", "ParametricLayer"]
 
 
 class Layer:
-    """Base of every layer and activation: ``forward`` stores, ``backward`` reads."""
+    """Base of every layer and activation.
+
+    **The pure core** (what training, compiling and data-parallel steps run): functions of explicit arrays
+    that keep nothing between calls --
+
+    * ``apply(arrays, x, *, training, noise) -> (output, cache)``: the forward pass; ``arrays`` is the
+      layer's parameters and buffers by name (``layer.arrays()``), ``cache`` what ``vjp`` needs;
+    * ``vjp(arrays, cache, dvalue) -> (dinput, grads)``: the backward pass, ``grads`` by parameter name
+      (``dinput`` None where nothing consumes it: a first layer);
+    * ``next_buffers(arrays, cache) -> {name: array}``: the buffers after a training forward pass
+      (BatchNorm's running statistics; nothing for most layers).
+
+    **The book's facade** over it: ``forward(x)`` stores ``input``, ``output`` and the cache on the layer,
+    ``backward(dvalue)`` stores ``dinput`` and each parameter's gradient (``dweight``, ``dbias``).  A layer
+    written the book's way (only ``forward``/``backward``) still works everywhere: its default ``apply``
+    runs ``forward`` on a shallow copy, which becomes the cache.
+    """
 
     registry: ClassVar[dict[str, type[Layer]]] = {}
     # Dropout-like layers take ``forward(x, training)``; the model passes it to those only.
@@ -41,10 +58,11 @@ class Layer:
     input: Array = None
     output: Array = None
     dinput: Array = None
+    cache: Any = None
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Layer.registry[cls.__name__] = cls
+        registries.register(Layer.registry, cls, "layer")
 
     def __init__(self) -> None:
         self.params = {}
@@ -57,11 +75,62 @@ class Layer:
         """The non-trained state by name (empty for most layers): saved in files, carried by compiled steps."""
         return {name: getattr(self, name) for name in self.buffer_names}
 
-    def forward(self, x: Array) -> Array:  # pragma: no cover - abstract
-        raise NotImplementedError
+    def arrays(self) -> dict[str, Array]:
+        """The pure core's ``arrays``: each parameter's value, then each buffer, by name."""
+        out = {name: p.value for name, p in self.__dict__.get("params", {}).items()}
+        out.update(self.buffers())
+        return out
 
-    def backward(self, dvalue: Array) -> Array:  # pragma: no cover - abstract
-        raise NotImplementedError
+    # -- the pure core ------------------------------------------------------------
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        """The forward pass as a function: ``(output, cache)``.  Default: the book's ``forward`` on a shallow
+        copy of the layer (for layers written with ``forward``/``backward`` only)."""
+        if type(self).forward is Layer.forward:
+            raise NotImplementedError(f"{type(self).__name__}: define apply/vjp (or forward/backward)")
+        clone = copy.copy(self)
+        return (clone.forward(x, training) if getattr(self, "has_training_mode", False) else clone.forward(x)), clone
+
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        """The backward pass as a function: ``(dinput, {parameter name: gradient})``.  Default: the book's
+        ``backward`` on the copy that ``apply`` made."""
+        dinput = cache.backward(dvalue)
+        return dinput, {p.name: p.grad for p in getattr(cache, "parameters", list)()}
+
+    def next_buffers(self, arrays: dict[str, Array], cache: Any) -> dict[str, Array]:
+        """The buffers after a training forward pass (none change by default)."""
+        return {}
+
+    def conform(self, arrays: dict[str, Array], x: Array) -> Array:
+        """The input checked for this layer (placement, width) and cast to its dtype: identity by default."""
+        return x
+
+    def noise(self, x: Array, training: bool, generator: Any = None) -> Array | None:
+        """The random draw ``apply`` takes for input ``x`` (Dropout's U[0, 1)), from ``generator`` (default: the
+        layer's own stream); None for layers that draw nothing."""
+        return None
+
+    # -- the book's facade ----------------------------------------------------------
+    def forward(self, x: Array, training: bool = True) -> Array:
+        """``output`` for ``x``; what ``backward`` needs is kept on the layer."""
+        if not getattr(self, "_placed", True):
+            self.place(x)  # host-held parameters (a seeded draw, a loaded file) go where the first input is
+        arrays = self.arrays()
+        x = self.conform(arrays, x)
+        self.input = x
+        self.output, self.cache = self.apply(arrays, x, training=training, noise=self.noise(x, training))
+        if training and self.buffer_names:
+            for name, value in self.next_buffers(arrays, self.cache).items():
+                setattr(self, name, value)
+        return self.output
+
+    def backward(self, dvalue: Array) -> Array:
+        """``dinput`` for ``dvalue`` (dL/d output); each parameter's gradient lands on it (``dweight``, ...)."""
+        self._need_forward()
+        self.dinput, grads = self.vjp(self.arrays(), self.cache, dvalue)
+        for name, grad in grads.items():
+            self.params[name].grad = grad
+        return self.dinput
 
     def _need_forward(self) -> None:
         if self.input is None:
@@ -107,22 +176,22 @@ class ParametricLayer(Layer):
     """A layer with parameters: held on the host from construction until the first forward places them."""
 
     dtype: str
+    n_inputs: int
     _placed: bool = False
 
-    def _checked_input(self, x: Array, width: int) -> Array:
-        """The forward pass's input: parameters placed on first use, the same library and device as each
-        parameter, shape ``(n_samples, width)``, cast to the layer's dtype (autocast)."""
+    def conform(self, arrays: dict[str, Array], x: Array) -> Array:
+        """The forward pass's input: the same library and device as each of ``arrays``, shape
+        ``(n_samples, n_inputs)``, cast to the layer's dtype (autocast)."""
         name = f"{type(self).__name__}.forward"
-        if not self._placed:
-            self.place(x)
-        params = self.parameters()
-        for i, p in enumerate(params):
-            _xp.check_same_place(x, p.value, name if i == 0 else f"{name} ({p.name})")
-        for key, value in self.buffers().items():
-            _xp.check_same_place(x, value, f"{name} ({key})", held=f"its {key} is")
+        for i, (key, value) in enumerate(arrays.items()):
+            if key in self.buffer_names:
+                _xp.check_same_place(x, value, f"{name} ({key})", held=f"its {key} is")
+            else:
+                _xp.check_same_place(x, value, name if i == 0 else f"{name} ({key})")
+        width = self.n_inputs
         if x.ndim != 2 or x.shape[1] != width:
             raise ValueError(f"{name}: expected input of shape (n_samples, {width}), got {tuple(x.shape)}")
-        dtype = params[0].value.dtype
+        dtype = arrays["weight"].dtype
         if x.dtype != dtype:
             xp = _xp.namespace(x)
             _xp.check_floating(xp, x, f"{name} input")
@@ -244,38 +313,35 @@ class Dense(ParametricLayer):
         dense.bias = rng.uniform(0.2, 1.0, size=(1, 3))
         return dense
 
-    def forward(self, x: Array) -> Array:
-        x = self._checked_input(x, self.n_inputs)
-        weight, bias = self.weight, self.bias
-        self.input = x
-        out = x @ weight
-        out += bias  # a fresh array of ours: in place where the library allows, else rebound (JAX)
-        self.output = out
-        return out
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        """``output = input @ weight + bias``; the cache is the input."""
+        out = x @ arrays["weight"]
+        out += arrays["bias"]  # a fresh array of ours: in place where the library allows, else rebound (JAX)
+        return out, x
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        """``dweight = input.T @ dvalue``, ``dbias = sum(dvalue, axis=0)``, ``dinput = dvalue @ weight.T``."""
+        x, weight, bias = cache, arrays["weight"], arrays["bias"]
+        if tuple(dvalue.shape) != (x.shape[0], self.n_neurons):
+            raise ValueError(f"Dense.backward: dvalue must have the output's shape {(x.shape[0], self.n_neurons)}, "
+                             f"got {tuple(dvalue.shape)}")
+        p = self.params
+        grads = {"weight": p["weight"].regularized(x.T @ dvalue, weight),
+                 "bias": p["bias"].regularized(self._column_sums(dvalue), bias)}
+        return (dvalue @ weight.T if self.need_dinput else None), grads
+
+    def _column_sums(self, dvalue: Array) -> Array:
+        """``sum(dvalue, axis=0)`` as a ``(1, n)`` row.  On NumPy and CuPy as a product with a cached row of
+        ones: one BLAS call, 3-4x faster than the reduction; elsewhere (traced code keeps no arrays) the sum."""
         xp = _xp.namespace(dvalue)
-        if tuple(dvalue.shape) != tuple(self.output.shape):
-            raise ValueError(
-                f"Dense.backward: dvalue must have the output's shape {tuple(self.output.shape)}, "
-                f"got {tuple(dvalue.shape)}"
-            )
-        weight, bias = self.params["weight"], self.params["bias"]
-        weight.grad = weight.regularized(self.input.T @ dvalue)
-        # the column sums as a matrix-vector product: one BLAS call, 3-4x faster
-        # than a reduction along axis 0 on NumPy and on CuPy
-        bias.grad = bias.regularized(self._ones_row(xp, dvalue) @ dvalue)
-        self.dinput = dvalue @ weight.value.T if self.need_dinput else None
-        return self.dinput
-
-    def _ones_row(self, xp: Any, like: Array) -> Array:
-        """A cached ``(1, n_samples)`` row of ones of ``like``'s dtype and device."""
-        key = (type(like), like.shape[0], like.dtype, _xp.array_device(like))  # type first: no cross-library compare
+        if not (_xp.is_numpy_array(dvalue) or _xp.array_api_compat.is_cupy_array(dvalue)):
+            return xp.sum(dvalue, axis=0, keepdims=True)
+        key = (type(dvalue), dvalue.shape[0], dvalue.dtype, _xp.array_device(dvalue))
         if self._ones is None or self._ones[0] != key:
-            ones = xp.ones((1, like.shape[0]), dtype=like.dtype, device=_xp.array_device(like))
+            ones = xp.ones((1, dvalue.shape[0]), dtype=dvalue.dtype, device=_xp.array_device(dvalue))
             self._ones = (key, ones)
-        return self._ones[1]
+        return self._ones[1] @ dvalue
 
 
 class Dropout(Layer):
@@ -295,7 +361,6 @@ class Dropout(Layer):
         self.rate = rate
         self.seed = _check_seed("Dropout", seed)
         self.generator = Generator(self.seed)
-        self.mask: Array = None
 
     def get_config(self) -> dict[str, Any]:
         return {"rate": self.rate, "seed": self.seed}
@@ -304,20 +369,28 @@ class Dropout(Layer):
     def example(cls, seed: int) -> Layer:
         return cls(0.3, seed=seed)
 
-    def forward(self, x: Array, training: bool = True) -> Array:
-        xp = _xp.namespace(x)
-        self.input = x
+    def noise(self, x: Array, training: bool, generator: Any = None) -> Array | None:
+        """U[0, 1) of ``x``'s shape from ``generator`` (default: the layer's own stream); None when the layer
+        is the identity."""
         if not training or self.rate == 0.0:
-            self.mask = None
-            self.output = x
-            return x
+            return None
+        xp = _xp.namespace(x)
         _xp.check_floating(xp, x, "Dropout.forward input")
-        u = self.generator.uniform(xp, tuple(x.shape), dtype=x.dtype, device=_xp.array_device(x))
-        self.mask = xp.astype(u >= self.rate, x.dtype) / (1.0 - self.rate)
-        self.output = x * self.mask
-        return self.output
+        return (generator or self.generator).uniform(xp, tuple(x.shape), dtype=x.dtype, device=_xp.array_device(x))
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        self.dinput = dvalue if self.mask is None else dvalue * self.mask
-        return self.dinput
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        """``output = input * mask`` with ``mask = (noise >= rate) / (1 - rate)``; the cache is the mask."""
+        if not training or noise is None:
+            return x, None
+        mask = _xp.namespace(x).astype(noise >= self.rate, x.dtype) / (1.0 - self.rate)
+        return x * mask, mask
+
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        """``dinput = dvalue * mask``."""
+        return (dvalue if cache is None else dvalue * cache), {}
+
+    @property
+    def mask(self) -> Array:
+        """The mask of the last ``forward`` (None when it was the identity)."""
+        return self.cache

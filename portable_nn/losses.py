@@ -9,10 +9,11 @@ dtype before any arithmetic (the seed's uint8 ``-y_true`` trap).
 
 from __future__ import annotations
 
+import copy
 import math
 from typing import Any, ClassVar
 
-from . import _xp
+from . import _xp, registries
 from ._repr import config_repr
 from ._typing import Array, Namespace
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
@@ -51,7 +52,7 @@ class Loss:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Loss.registry[cls.__name__] = cls
+        registries.register(Loss.registry, cls, "loss")
 
     def default_accuracy(self) -> Accuracy:
         """The accuracy a model uses with this loss when none is set."""
@@ -114,6 +115,14 @@ class Loss:
             return xp.sum(losses), dinput
         self.dinput = dinput * xp.reshape(sample_weight, (-1, 1))
         return xp.sum(losses * sample_weight), self.dinput
+
+    def value_and_grad(self, y_pred: Array, y_true: Array,
+                       sample_weight: Array | None = None) -> tuple[Array, Array, Array]:
+        """``forward_backward`` as a function: ``(loss sum, dL/dy_pred, output)`` -- ``output`` is the
+        probabilities of a fused loss, else ``y_pred``.  Runs on a shallow copy: the loss keeps nothing."""
+        work = copy.copy(self)
+        loss_sum, dinput = work.forward_backward(y_pred, y_true, sample_weight)
+        return loss_sum, dinput, work.output if self.input_kind == "logits" else y_pred
 
     def forward(self, y_pred: Any, y_true: Any) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

@@ -6,8 +6,8 @@ stops before a last layer that the loss fuses with, see ``losses.fused_loss``).
 
 from __future__ import annotations
 
-import copy
 import importlib
+from collections.abc import Callable
 from typing import Any
 
 from . import _xp
@@ -92,23 +92,65 @@ class Network:
             if _parameters(layer):
                 first = False
 
-    # -- forward / backward ---------------------------------------------------
+    # -- the pure core: the stack as functions of explicit arrays ----------------------
+    def arrays(self, params: list[Array] | None = None, buffers: list[Array] | None = None) -> list[dict[str, Array]]:
+        """Per layer, its arrays by name (``Layer.arrays``): the layers' own, or from flat lists in
+        ``parameters()`` and ``buffers()`` order (what a pure step is given)."""
+        if params is None and buffers is None:
+            return [_arrays(layer) for layer in self.layers]
+        values, extra = iter(params if params is not None else [p.value for p in self.parameters()]), \
+            iter(buffers if buffers is not None else self.buffer_values())
+        return [{**{p.name: next(values) for p in _parameters(layer)},
+                 **{name: next(extra) for name in getattr(layer, "buffer_names", ())}} for layer in self.layers]
+
+    def apply(self, arrays: list[dict[str, Array]], x: Array, *, training: bool,
+              draw: Callable[[Any, Array], Array | None] | None = None,
+              upto: int | None = None) -> tuple[Array, list[Any]]:
+        """``layers[:upto]`` forward as a function: ``(output, caches)``.  ``draw(layer, x)`` gives each layer's
+        random input (default: the layer's own stream, ``layer.noise``)."""
+        caches = []
+        for layer, a in zip(self.layers[:upto], arrays, strict=False):
+            if not isinstance(layer, Layer):  # duck-typed: the book's forward on a copy
+                layer = Layer.apply.__get__(layer)  # noqa: PLW2901
+                x, cache = layer(a, x, training=training)
+            else:
+                x = layer.conform(a, x)
+                noise = (draw(layer, x) if draw is not None else layer.noise(x, training)) if training else None
+                x, cache = layer.apply(a, x, training=training, noise=noise)
+            caches.append(cache)
+        return x, caches
+
+    def vjp(self, arrays: list[dict[str, Array]], caches: list[Any], dvalue: Array) -> list[Array]:
+        """Backpropagate ``dvalue`` through the layers ``apply`` ran, in reverse: the gradients in
+        ``parameters()`` order."""
+        by_layer: list[dict[str, Array]] = [{} for _ in caches]
+        for i in range(len(caches) - 1, -1, -1):
+            layer = self.layers[i]
+            vjp = layer.vjp if isinstance(layer, Layer) else Layer.vjp.__get__(layer)
+            dvalue, by_layer[i] = vjp(arrays[i], caches[i], dvalue)
+            if dvalue is None:  # a first layer skipped the unused dL/dX
+                break
+        return [by_layer[i][p.name] for i, layer in enumerate(self.layers) for p in _parameters(layer)]
+
+    def next_buffers(self, arrays: list[dict[str, Array]], caches: list[Any]) -> list[Array]:
+        """The buffers after a training forward pass, in ``buffers()`` order."""
+        out = []
+        for layer, a, cache in zip(self.layers, arrays, caches, strict=False):
+            names = getattr(layer, "buffer_names", ())
+            new = layer.next_buffers(a, cache) if names and isinstance(layer, Layer) else {}
+            out.extend(new.get(name, a[name]) for name in names)
+        return out
+
+    # -- the book's facade --------------------------------------------------------------
     def forward(self, x: Array, training: bool = False, upto: int | None = None) -> Array:
-        """The output of ``layers[:upto]`` (all layers by default)."""
+        """The output of ``layers[:upto]`` (all layers by default), kept on each layer for ``backward``."""
         for layer in self.layers[:upto]:
             x = layer.forward(x, training) if getattr(layer, "has_training_mode", False) else layer.forward(x)
         return x
 
-    def infer(self, x: Array, upto: int | None = None) -> Array:
-        """Inference that writes nothing to the layers (safe from several threads once placed).
-
-        Each layer runs as a shallow copy: it shares the parameters, and the
-        inputs and outputs that ``forward`` keeps for ``backward`` land on the copy.
-        """
-        for layer in self.layers[:upto]:
-            step = copy.copy(layer)
-            x = step.forward(x, False) if getattr(layer, "has_training_mode", False) else step.forward(x)
-        return x
+    def infer(self, x: Array, upto: int | None = None, arrays: list[dict[str, Array]] | None = None) -> Array:
+        """Inference that writes nothing to the layers (safe from several threads once placed)."""
+        return self.apply(self.arrays() if arrays is None else arrays, x, training=False, upto=upto)[0]
 
     def backward(self, dvalue: Array, upto: int | None = None) -> None:
         """Backpropagate through ``layers[:upto]`` in reverse; gradients land on the parameters."""
@@ -148,6 +190,11 @@ class Network:
             else:
                 p.set_state(key, value)
         self.set_buffer_values(list(values[len(refs):]))
+
+
+def _arrays(layer: Any) -> dict[str, Array]:
+    method = getattr(layer, "arrays", None)
+    return method() if method is not None else {}
 
 
 def _parameters(layer: Any) -> list[Parameter]:

@@ -19,8 +19,9 @@ from .parameter import Parameter, grad_of, value_of
 __all__ = ["BatchNorm", "LayerNorm", "normalized_backward"]
 
 
-def normalized_backward(layer: Any, dvalue: Array, axis: int | None) -> Array:
-    """``dinput`` of ``output = xhat * weight + bias``, with the parameters' gradients set on ``layer``.
+def normalized_backward(layer: Any, arrays: dict[str, Array], cache: Any, dvalue: Array,
+                        axis: int | None) -> tuple[Array, dict[str, Array]]:
+    """``(dinput, grads)`` of ``output = xhat * weight + bias``; ``cache`` is ``(xhat, 1 / sqrt(var + eps))``.
 
     ``dbias = sum_n dvalue``, ``dweight = sum_n dvalue * xhat``; with ``g = dvalue * weight``: when the mean and
     variance were taken along ``axis`` of this very input, ``dinput = (g - mean g - xhat * mean(g * xhat)) /
@@ -28,27 +29,26 @@ def normalized_backward(layer: Any, dvalue: Array, axis: int | None) -> Array:
     BatchNorm's inference) ``dinput = g / sqrt(var + eps)``.
     """
     xp = _xp.namespace(dvalue)
-    weight, bias = layer.params["weight"], layer.params["bias"]
-    xhat = layer.xhat
-    bias.grad = bias.regularized(xp.sum(dvalue, axis=0, keepdims=True))
-    weight.grad = weight.regularized(xp.sum(dvalue * xhat, axis=0, keepdims=True))
-    g = dvalue * weight.value
+    xhat, inv_std = cache
+    weight, bias = arrays["weight"], arrays["bias"]
+    grads = {"weight": layer.params["weight"].regularized(xp.sum(dvalue * xhat, axis=0, keepdims=True), weight),
+             "bias": layer.params["bias"].regularized(xp.sum(dvalue, axis=0, keepdims=True), bias)}
+    g = dvalue * weight
     if axis is None:
-        return g * layer.inv_std
+        return g * inv_std, grads
     n = max(int(dvalue.shape[axis]), 1)  # an empty batch (a data-parallel shard) has nothing to average
     mean_g = xp.sum(g, axis=axis, keepdims=True) / n
     mean_gx = xp.sum(g * xhat, axis=axis, keepdims=True) / n
-    return (g - mean_g - xhat * mean_gx) * layer.inv_std
+    return (g - mean_g - xhat * mean_gx) * inv_std, grads
 
 
 class _Normalization(ParametricLayer):
     """What LayerNorm and BatchNorm share: ``n_features``, ``epsilon``, a scale ``weight`` (ones) and a shift
     ``bias`` (zeros), ``output = xhat * weight + bias``, and the backward pass (``normalized_backward`` along
-    ``_axis``, the axis the forward pass took its statistics along; None for fixed statistics)."""
+    the axis the forward pass took its statistics along; None for fixed statistics)."""
 
     weight, bias = value_of("weight"), value_of("bias")
     dweight, dbias = grad_of("weight"), grad_of("bias")
-    _axis: int | None = None
 
     def __init__(self, n_features: int, *, epsilon: float = 1e-5, dtype: Any = "float32") -> None:
         super().__init__()
@@ -66,8 +66,6 @@ class _Normalization(ParametricLayer):
             "bias": Parameter("bias", np.zeros((1, self.n_features), dtype=self.dtype), self.dtype),
         }
         self._placed = False
-        self.xhat: Array = None
-        self.inv_std: Array = None
 
     @classmethod
     def example(cls, seed: int) -> Layer:
@@ -77,17 +75,21 @@ class _Normalization(ParametricLayer):
         layer.bias = rng.uniform(-0.5, 0.5, size=(1, 4))
         return layer
 
-    def _scale_and_shift(self, xp: Any, centered: Array, var: Array) -> Array:
-        """``xhat = centered / sqrt(var + eps)``, then ``output = xhat * weight + bias`` (kept for backward)."""
-        self.inv_std = 1.0 / xp.sqrt(var + self.epsilon)
-        self.xhat = centered * self.inv_std
-        self.output = self.xhat * self.weight + self.bias
-        return self.output
+    def _scale_and_shift(self, xp: Any, arrays: dict[str, Array], centered: Array, var: Array,
+                         axis: int | None) -> tuple[Array, Any]:
+        """``xhat = centered / sqrt(var + eps)``, ``output = xhat * weight + bias``; the cache for ``vjp``."""
+        inv_std = 1.0 / xp.sqrt(var + self.epsilon)
+        xhat = centered * inv_std
+        return xhat * arrays["weight"] + arrays["bias"], (xhat, inv_std, axis)
 
-    def backward(self, dvalue: Array) -> Array:
-        self._need_forward()
-        self.dinput = normalized_backward(self, dvalue, self._axis)
-        return self.dinput
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        xhat, inv_std, axis = cache
+        return normalized_backward(self, arrays, (xhat, inv_std), dvalue, axis)
+
+    @property
+    def xhat(self) -> Array:
+        """The normalized input of the last ``forward``."""
+        return None if self.cache is None else self.cache[0]
 
 
 class LayerNorm(_Normalization):
@@ -104,12 +106,11 @@ class LayerNorm(_Normalization):
     def get_config(self) -> dict[str, Any]:
         return {"n_features": self.n_features, "epsilon": self.epsilon, "dtype": self.dtype}
 
-    def forward(self, x: Array) -> Array:
-        x = self._checked_input(x, self.n_features)
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
         xp = _xp.namespace(x)
-        self.input = x
         centered = x - xp.mean(x, axis=1, keepdims=True)
-        return self._scale_and_shift(xp, centered, xp.mean(centered * centered, axis=1, keepdims=True))
+        return self._scale_and_shift(xp, arrays, centered, xp.mean(centered * centered, axis=1, keepdims=True), 1)
 
 
 class _Buffer:
@@ -172,23 +173,30 @@ class BatchNorm(_Normalization):
         return {"n_features": self.n_features, "momentum": self.momentum, "epsilon": self.epsilon,
                 "dtype": self.dtype}
 
-    def forward(self, x: Array, training: bool = True) -> Array:
-        x = self._checked_input(x, self.n_features)
+    def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
+              noise: Array | None = None) -> tuple[Array, Any]:
+        """Training: the batch's statistics (along the samples); inference: the running ones."""
         xp = _xp.namespace(x)
-        self.input, self._axis = x, 0 if training else None  # batch statistics: along the samples
-        if training:
-            if x.shape[0] == 1:
-                raise ValueError("BatchNorm.forward: training needs batches of more than one row (one row has "
-                                 "variance 0 and normalizes to 0); choose a batch_size that leaves no one-row "
-                                 "batch (nor one-row shards across ranks)")
-            n = max(int(x.shape[0]), 1)  # an empty shard (data-parallel) normalizes nothing and changes nothing
-            mean = xp.sum(x, axis=0, keepdims=True) / n
-            centered = x - mean
-            var = xp.sum(centered * centered, axis=0, keepdims=True) / n
-            if x.shape[0]:
-                m = self.momentum
-                self.running_mean = m * self.running_mean + (1.0 - m) * mean
-                self.running_var = m * self.running_var + (1.0 - m) * var
-        else:
-            centered, var = x - self.running_mean, self.running_var
-        return self._scale_and_shift(xp, centered, var)
+        if not training:
+            return self._scale_and_shift(xp, arrays, x - arrays["running_mean"], arrays["running_var"], None)
+        if x.shape[0] == 1:
+            raise ValueError("BatchNorm.forward: training needs batches of more than one row (one row has "
+                             "variance 0 and normalizes to 0); choose a batch_size that leaves no one-row "
+                             "batch (nor one-row shards across ranks)")
+        n = max(int(x.shape[0]), 1)  # an empty shard (data-parallel) normalizes nothing and changes nothing
+        mean = xp.sum(x, axis=0, keepdims=True) / n
+        centered = x - mean
+        var = xp.sum(centered * centered, axis=0, keepdims=True) / n
+        y, (xhat, inv_std, axis) = self._scale_and_shift(xp, arrays, centered, var, 0)
+        return y, (xhat, inv_std, axis, mean, var, int(x.shape[0]))
+
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        return normalized_backward(self, arrays, cache[:2], dvalue, cache[2])
+
+    def next_buffers(self, arrays: dict[str, Array], cache: Any) -> dict[str, Array]:
+        """``running = momentum * running + (1 - momentum) * batch`` (unchanged after an empty shard)."""
+        if len(cache) < 6 or not cache[5]:
+            return {}
+        mean, var, m = cache[3], cache[4], self.momentum
+        return {"running_mean": m * arrays["running_mean"] + (1.0 - m) * mean,
+                "running_var": m * arrays["running_var"] + (1.0 - m) * var}

@@ -1,13 +1,24 @@
 """Optimizers with the book's defaults and protocol, over ``Parameter`` objects.
 
-``pre_update_params()`` sets ``current_learning_rate = lr / (1 + decay *
-iterations)``; ``update_params(layer)`` updates every parameter of a layer;
-``post_update_params()`` counts the iteration.  Each update rule is written
-once, as ``rule(xp, value, grad, state, lr, t) -> (value, state)``: new
-arrays, nothing mutated (JAX), the learning rate and step counter explicit
-(so a compiled step can trace them).  ``update_all`` hands the whole model to
-the delegation layer (``portable_nn.kernels``), which runs the same formula
-fused over a flat buffer where the backend allows.
+The functional contract (what the training engine runs):
+
+* ``init(params) -> state``: one dict per parameter, an array of zeros per
+  name in ``state_names``;
+* ``update(grads, state, params, learning_rate, iteration) -> (params, state)``:
+  clipping, then the update ``rule`` per parameter; new arrays, nothing mutated.
+
+Each update rule is written once, as ``rule(xp, value, grad, state, lr, t) ->
+(value, state)``: new arrays (JAX), the learning rate and the 1-based step
+explicit (a compiled step traces them).  An optimizer is that rule, its
+``state_names`` and ``get_config``: its state is saved and loaded by those
+names.  Where the backend allows, the delegation layer
+(``portable_nn.kernels``) runs the same formula fused over a flat buffer, for
+the optimizers that name a ``kernel``; every other one runs its rule.
+
+The book's protocol stays: ``pre_update_params()`` sets the learning rate of
+the step (``lr / (1 + decay * iterations)``, or the schedule's),
+``update_params(layer)`` updates a layer's parameters,
+``post_update_params()`` counts the iteration.
 """
 
 from __future__ import annotations
@@ -15,7 +26,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
-from . import _xp, kernels, schedules
+from . import _xp, kernels, registries, schedules
 from ._repr import config_repr
 from ._typing import Array, Namespace
 from .parameter import FlatParameters, Parameter
@@ -55,7 +66,7 @@ class Optimizer:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Optimizer.registry[cls.__name__] = cls
+        registries.register(Optimizer.registry, cls, "optimizer")
 
     def __init__(self, learning_rate: float, decay: float, *, clipnorm: float | None = None,
                  clipvalue: float | None = None, schedule: Any = None) -> None:
@@ -72,10 +83,43 @@ class Optimizer:
         self._flat: FlatParameters | None = None
 
     def pre_update_params(self) -> None:
+        if self.schedule is not None or self.decay:
+            self.current_learning_rate = float(self.rate_at(self.iterations))
+
+    def rate_at(self, iteration: Any, xp: Namespace | None = None, current: Any = None) -> Any:
+        """The learning rate of 0-based step ``iteration`` -- the one place the schedule is applied: the
+        schedule's, ``learning_rate / (1 + decay * iteration)``, else ``current`` (default
+        ``current_learning_rate``, which a callback may have changed).  ``iteration`` may be a traced array
+        (then ``xp`` is its namespace)."""
         if self.schedule is not None:
-            self.current_learning_rate = float(self.schedule(self.learning_rate, self.iterations))
-        elif self.decay:
-            self.current_learning_rate = self.learning_rate / (1.0 + self.decay * self.iterations)
+            return self.schedule(self.learning_rate, iteration, xp) if xp is not None else \
+                self.schedule(self.learning_rate, iteration)
+        if self.decay:
+            return self.learning_rate / (1.0 + self.decay * iteration)
+        return self.current_learning_rate if current is None else current
+
+    # -- the functional contract -----------------------------------------------------
+    def init(self, params: list[Array]) -> list[State]:
+        """The optimizer state of ``params`` before the first step: zeros per name in ``state_names``."""
+        return [{key: _xp.namespace(v).zeros_like(v) for key in self.state_names} for v in params]
+
+    def update(self, grads: list[Array], state: list[State], params: list[Array], learning_rate: Any,
+               iteration: Any) -> tuple[list[Array], list[State]]:
+        """One step over every parameter: ``(new params, new state)``, nothing mutated (the reference path).
+
+        Clipping over all ``grads``, then ``rule`` per parameter at ``learning_rate`` and 1-based
+        ``iteration`` (either may be a traced array); a missing state entry starts at zero."""
+        if not params:
+            return [], []
+        xp = _xp.namespace(params[0])
+        grads = self.clip_grads(xp, list(grads))
+        new_params, new_state = [], []
+        for value, grad, s in zip(params, grads, state, strict=True):
+            current = {key: s[key] if s.get(key) is not None else xp.zeros_like(value) for key in self.state_names}
+            value, current = self.rule(xp, value, grad, current, learning_rate, iteration)
+            new_params.append(value)
+            new_state.append(current)
+        return new_params, new_state
 
     def _clip_config(self) -> dict[str, Any]:
         """The settings every optimizer shares besides the rate: clipping and the schedule."""
@@ -150,17 +194,19 @@ class Optimizer:
 
     def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:
         """One update of ``value`` at learning rate ``lr``, step ``t`` (1-based): new value and state."""
-        raise NotImplementedError  # pragma: no cover
+        raise NotImplementedError(f"{type(self).__name__}: an optimizer defines rule(xp, value, grad, state, lr, t) "
+                                  "-> (value, state)")
 
     def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
-        """The scalars of the backend kernel for this step, in the kernel's order."""
-        raise NotImplementedError  # pragma: no cover
+        """The scalars of the backend kernel named by ``kernel`` for this step (only with a ``kernel``)."""
+        raise NotImplementedError(f"{type(self).__name__}: kernel={self.kernel!r} needs kernel_args(lr, t)")
 
     def post_update_params(self) -> None:
         self.iterations += 1
 
     def get_config(self) -> dict[str, Any]:
-        raise NotImplementedError  # pragma: no cover
+        """Constructor arguments, for model files (a subclass with arguments of its own adds them)."""
+        return {"learning_rate": self.learning_rate, "decay": self.decay, **self._clip_config()}
 
     def __repr__(self) -> str:
         return config_repr(self)

@@ -129,24 +129,28 @@ class Parameter:
         for key, value in list(self._state.items()):
             self.set_state(key, _xp.move(value, xp, device))
 
-    def regularization_loss(self) -> Array | float:
-        """``l1*sum|w| + l2*sum(w**2)`` (0-d array), or 0.0 when not regularized."""
+    def regularization_loss(self, value: Array | None = None) -> Array | float:
+        """``l1*sum|w| + l2*sum(w**2)`` (0-d array) of ``value`` (default: the parameter's own), or 0.0 when
+        not regularized."""
         if not (self.l1 or self.l2):
             return 0.0
-        xp = _xp.namespace(self._value)
+        w = self._value if value is None else value
+        xp = _xp.namespace(w)
         loss: Array | float = 0.0
         if self.l1:
-            loss = loss + self.l1 * xp.sum(xp.abs(self._value))
+            loss = loss + self.l1 * xp.sum(xp.abs(w))
         if self.l2:
-            loss = loss + self.l2 * xp.sum(self._value * self._value)
+            loss = loss + self.l2 * xp.sum(w * w)
         return loss
 
-    def regularized(self, grad: Array) -> Array:
-        """``grad + l1*sign(w) + 2*l2*w``: the gradient of the regularization added."""
+    def regularized(self, grad: Array, value: Array | None = None) -> Array:
+        """``grad + l1*sign(w) + 2*l2*w``: the gradient of the regularization added (``w``: ``value``, default
+        the parameter's own)."""
+        w = self._value if value is None else value
         if self.l1:
-            grad = grad + self.l1 * _xp.namespace(grad).sign(self._value)
+            grad = grad + self.l1 * _xp.namespace(grad).sign(w)
         if self.l2:
-            grad = grad + (2 * self.l2) * self._value
+            grad = grad + (2 * self.l2) * w
         return grad
 
 

@@ -18,7 +18,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-__all__ = ["Generator", "Replay"]
+__all__ = ["Generator"]
 
 
 class Generator:
@@ -86,15 +86,3 @@ class Generator:
         rng = self._state(("host", name), lambda: np.random.default_rng(self.seed))
         host = rng.random(shape, dtype=np.float64 if "64" in str(dtype) else np.float32)
         return xp.asarray(host, dtype=dtype, device=device)
-
-
-class Replay(Generator):
-    """A draw made beforehand, handed out by ``uniform`` (a compiled PyTorch step gets its dropout noise as an
-    input: ``torch.Generator`` cannot be traced, and the eager stream stays the same)."""
-
-    def __init__(self, seed: int, draw: Any) -> None:
-        super().__init__(seed)
-        self.draw = draw
-
-    def uniform(self, xp: Any, shape: tuple[int, ...], *, dtype: Any, device: Any) -> Any:
-        return self.draw

@@ -19,6 +19,7 @@ from __future__ import annotations
 import math
 from typing import Any, ClassVar
 
+from . import registries
 from ._repr import config_repr
 
 __all__ = ["CosineDecay", "ExponentialDecay", "InverseTimeDecay", "Schedule", "StepDecay", "from_config"]
@@ -42,7 +43,7 @@ class Schedule:
 
     def __init_subclass__(cls, **kwargs: Any) -> None:
         super().__init_subclass__(**kwargs)
-        Schedule.registry[cls.__name__] = cls
+        registries.register(Schedule.registry, cls, "schedule")
 
     def __call__(self, learning_rate: Any, t: Any, xp: Any = None) -> Any:  # pragma: no cover - abstract
         raise NotImplementedError

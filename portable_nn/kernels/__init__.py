@@ -88,7 +88,9 @@ def update(optimizer: Optimizer, params: list[Parameter], ok: Array | None = Non
     kernels leave the parameters unchanged where it is False, without a host
     sync.  The portable path ignores it (the guard restores a snapshot).
     """
-    kernels = optimizer_kernels(params[0].value) if params else None
+    kernels = optimizer_kernels(params[0].value) if params and optimizer.kernel else None
+    if kernels is not None and optimizer.kernel not in kernels.KERNELS:
+        kernels = None  # an optimizer with a kernel name this backend does not have: its rule
     flat = optimizer.flat_buffer(params) if kernels is not None else None
     if kernels is None or flat is None or not flat.gather_grads():
         for p in params:

@@ -36,11 +36,12 @@ _SOURCES = {
         """,
     ),
 }
-_KERNELS: dict[str, Any] = {}
+KERNELS = frozenset(_SOURCES)  # the optimizer kernels this backend has (kernels.update asks)
+_COMPILED: dict[str, Any] = {}
 
 
 def _kernel(name: str) -> Any:
-    kernel = _KERNELS.get(name)
+    kernel = _COMPILED.get(name)
     if kernel is None:
         import cupy
 
@@ -51,7 +52,7 @@ def _kernel(name: str) -> Any:
             scalars, arrays, body = _SOURCES[name]
             kernel = cupy.ElementwiseKernel(f"T g, bool ok, {scalars}", f"T p{arrays}",
                                             f"if (ok) {{ {body} }}", f"portable_nn_{name}", options=_OPTIONS)
-        _KERNELS[name] = kernel
+        _COMPILED[name] = kernel
     return kernel
 
 

@@ -73,14 +73,14 @@ def adam(p: Array, g: Array, tmp: Array, m: Array, v: Array, *, lr: float, wd: f
     p -= tmp
 
 
-RULES: dict[str, Callable[..., None]] = {
+KERNELS: dict[str, Callable[..., None]] = {
     "sgd": sgd, "sgd_momentum": sgd_momentum, "cache_rule": cache_rule, "adam": adam,
 }
 
 
 def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | None = None) -> None:
     """Run rule ``kernel`` chunk by chunk over the flat buffers (``ok`` is for device backends only)."""
-    rule = RULES[kernel]
+    rule = KERNELS[kernel]
     n = flat.param.shape[0]
     scratch = flat.work.get("numpy")
     if scratch is None:  # one chunk of scratch, not a parameter-sized buffer

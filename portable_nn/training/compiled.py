@@ -26,7 +26,6 @@ shapes, so a second ``train`` call of the same shape compiles nothing;
 from __future__ import annotations
 
 import collections
-import copy
 import itertools
 import math
 import warnings
@@ -37,10 +36,9 @@ import numpy as np
 
 from .. import _xp
 from .._typing import Array, Namespace
-from ..random import Replay
-from .guard import _HINT, _Kept
-from .loop import History, _StepBoundaryInterrupts, batches, emit, prepared_targets, scoring
-from .step import Plan, StepResult, apply_step, bound, count_correct, evaluate_sums, random_layers
+from .guard import HINT, Kept
+from .loop import History, StepBoundaryInterrupts, batches, emit, prepared_targets, scoring
+from .step import Plan, StepResult, apply_step, count_correct, evaluate_sums, random_layers, regularization_loss
 
 __all__ = ["TRACES", "choose", "evaluate_jax", "fit_jax", "predict_jax", "torch_step", "torch_stepper"]
 
@@ -68,36 +66,15 @@ def choose(what: str, xp: Namespace, compile: Any) -> str | None:
 
 # -- JAX: blocks of epochs under one jax.jit -------------------------------------
 
-def _private(plan: Plan) -> Plan:
-    """A copy of the plan for tracing: its own layers, loss, accuracy, optimizer and ``Parameter`` objects,
-    sharing every foreign object (arrays, devices, native random states), so a trace never writes to what a
-    user or another thread reads."""
-    memo: dict[int, Any] = {}
+def _jax_draw(rand: list[Any], keys: list[Any]) -> tuple[Any, Any]:
+    """Dropout draws from traced JAX keys (the eager stream's keys, threaded through the carry):
+    ``(draw, next_keys)`` -- ``next_keys()`` gives the keys after the draws."""
+    streams = {id(layer): layer.generator.with_jax_key(key) for layer, key in zip(rand, keys, strict=True)}
 
-    def share_foreign(value: Any, depth: int = 0) -> None:
-        module = type(value).__module__.split(".")[0]
-        if module not in ("portable_nn", "builtins"):
-            memo[id(value)] = value
-        elif depth < 4 and isinstance(value, (list, tuple, dict)):
-            for item in value.values() if isinstance(value, dict) else value:
-                share_foreign(item, depth + 1)
-        elif depth < 4 and module == "portable_nn":
-            slots = getattr(type(value), "__slots__", ())
-            attributes = getattr(value, "__dict__", None) or {k: getattr(value, k, None) for k in slots}
-            for item in attributes.values():
-                share_foreign(item, depth + 1)
+    def draw(layer: Any, x: Array) -> Any:
+        return layer.noise(x, True, streams.get(id(layer)))
 
-    for holder in [*plan.network.layers, plan.loss, plan.accuracy, plan.optimizer, *plan.parameters]:
-        share_foreign(holder)
-    private: Plan = copy.deepcopy(plan, memo)
-    # whether the targets carry a weights column is part of a trace (and of its cache key); the values are not
-    private.weights = True if plan.weights is not None else None
-    return private
-
-
-def _bind(plan: Plan, params: list[Array]) -> None:
-    for p, value in zip(plan.parameters, params, strict=True):
-        p._value = value
+    return draw, lambda: [streams[id(layer)].jax_key() for layer in rand]
 
 
 def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, Any]:
@@ -110,12 +87,7 @@ def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, 
     optimizer = plan.optimizer
     assert optimizer is not None
     itf = xp.astype(it, rates.dtype)
-    lr = rates[1]
-    if optimizer.schedule is not None:
-        lr = optimizer.schedule(rates[0], itf, xp)
-    elif optimizer.decay:
-        lr = rates[0] / (1.0 + optimizer.decay * itf)
-    return lr, itf + 1.0
+    return optimizer.rate_at(itf, xp, current=rates[1]), itf + 1.0
 
 
 def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
@@ -124,18 +96,17 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
     at trace time: the caller's cache key holds them)."""
     import jax
 
-    plan = _private(model_plan)
+    plan = model_plan  # the step reads the layers' settings only: every array is an argument
     rand = random_layers(plan)
     rates: Any = None
 
     def one(carry: Any, batch: Any) -> Any:
         params, state, bufs, keys, it, ok = carry
         x, yl, ya = batch
-        for layer, key in zip(rand, keys, strict=True):
-            layer.generator = layer.generator.with_jax_key(key)
+        draw, next_keys = _jax_draw(rand, keys)
         lr, t = _schedule(plan, xp, it, rates)
-        out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t, bufs)
-        keys = [layer.generator.jax_key() for layer in rand]
+        out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t, bufs, draw)
+        keys = next_keys()
         finite = xp.logical_and(ok, xp.isfinite(out.loss_sum))
         # a non-finite loss: this update and every later one in the block are skipped
         params = [xp.where(finite, new, old) for new, old in zip(out.params, params, strict=True)]
@@ -149,14 +120,14 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
         data = (X, yl, ya) if order is None else tuple(xp.take(a, order, axis=0) for a in (X, yl, ya))
         carry, outs = _scan_batches(xp, one, carry, data, bs)
         losses, correct, compared = (xp.concat([o[i] for o in outs]) for i in range(3))
-        _bind(plan, carry[0])
-        plan.network.set_buffer_values(carry[2])  # validation runs with the running statistics so far
+        arrays = plan.network.arrays(carry[0], carry[2])  # validation runs with the running statistics so far
         dtype = carry[0][0].dtype
-        reg = xp.asarray(plan.loss.regularization_loss(), dtype=dtype)
+        reg = xp.asarray(regularization_loss(plan, carry[0]), dtype=dtype)
         figures = [reg]
         if val is not None:
             Xv, ylv, yav = val
-            figures.extend(xp.asarray(v, dtype=dtype) for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or []))
+            figures.extend(xp.asarray(v, dtype=dtype)
+                           for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or [], arrays))
         return carry, (losses, correct, compared, xp.stack(figures))
 
     def block(params: Any, state: Any, bufs: Any, keys: Any, it: Any, lrs: Any, X: Array, yl: Array, ya: Array,
@@ -164,13 +135,11 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
         nonlocal rates
         TRACES["jax:train"] += 1
         rates = lrs
-        with bound(plan):
-            carry = (params, state, bufs, keys, it, xp.asarray(True))
-            carry, outs = jax.lax.scan(lambda c, o: epoch(c, o, X, yl, ya, val), carry, orders,
-                                       length=epochs)
-            params_new, state_new, bufs_new = carry[0], carry[1], carry[2]
-            arrays = list(params_new) + [a for s in state_new for a in s.values()] + list(bufs_new)
-            finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
+        carry = (params, state, bufs, keys, it, xp.asarray(True))
+        carry, outs = jax.lax.scan(lambda c, o: epoch(c, o, X, yl, ya, val), carry, orders, length=epochs)
+        params_new, state_new, bufs_new = carry[0], carry[1], carry[2]
+        arrays = list(params_new) + [a for s in state_new for a in s.values()] + list(bufs_new)
+        finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
         return (params_new, state_new, bufs_new, carry[3], carry[4]), outs, finite
 
     # No buffer donation: the model's arrays are the user's to read (a callback may keep a reference to a
@@ -239,9 +208,9 @@ def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | No
     plist = plan.parameters
     rand = random_layers(plan)
     int_dtype = _xp.default_int(xp, _xp.array_device(X))
-    kept = _Kept(xp, plan.network, optimizer)
+    kept = Kept(xp, plan.network, optimizer)
     done = 0  # epochs finished
-    with _StepBoundaryInterrupts() as interrupts:
+    with StepBoundaryInterrupts() as interrupts:
         while done < epochs:
             k = min(per_block, epochs - done)
             fn = _cached(plan, ("jax:train", n, bs, k, shuffle, val_batches and tuple(
@@ -303,7 +272,7 @@ def _placed_buffers(plan: Plan, X: Array, what: str) -> list[Array]:
     return values
 
 
-def _check_block(kept: _Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
+def _check_block(kept: Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
     """After a block: keep its start if its first loss was finite; on a divergence restore and raise."""
     flat = losses.reshape(-1)
     bad = np.flatnonzero(~np.isfinite(flat))
@@ -314,9 +283,9 @@ def _check_block(kept: _Kept, snapshot: Any, losses: Any, finite: bool, done: in
         if bad.size:
             e, s = divmod(int(bad[0]), steps)
             raise FloatingPointError(f"Model.train: the loss became {flat[bad[0]]} at epoch {done + 1 + e}, "
-                                     f"step {s + 1}; {where} {_HINT}")
+                                     f"step {s + 1}; {where} {HINT}")
         raise FloatingPointError(f"Model.train: the parameters or the optimizer state became non-finite by epoch "
-                                 f"{done + k}, step {steps} (an update overflowed); {where} {_HINT}")
+                                 f"{done + k}, step {steps} (an update overflowed); {where} {HINT}")
 
 
 def _adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys: list[Any],
@@ -395,29 +364,27 @@ def _make_infer(model_plan: Plan, xp: Namespace, n: int, bs: int, with_loss: boo
 
     from .step import losses_and_output
 
-    plan = _private(model_plan)  # traced on a copy: predict stays safe from several threads
+    plan = model_plan  # inference writes nothing: every array is an argument
 
     def run(params: Any, bufs: Any, X: Array, yl: Any, ya: Any) -> Any:
         TRACES["jax:evaluate" if with_loss else "jax:predict"] += 1
-        with bound(plan):
-            _bind(plan, params)
-            plan.network.set_buffer_values(bufs)  # inputs, not constants of the trace: they change in training
+        arrays = plan.network.arrays(params, bufs)  # inputs, not constants of the trace: they change in training
 
-            def one(carry: Any, batch: Any) -> Any:
-                if not with_loss:
-                    return carry, plan.network.infer(batch[0])
-                x, ylb, yab = batch
-                losses, output = losses_and_output(plan, x, ylb)
-                correct, compared = count_correct(plan, output, yab)
-                return carry, (xp.sum(losses), xp.astype(correct, losses.dtype), xp.asarray(compared + 0.0,
-                                                                                           dtype=losses.dtype))
-
-            data = (X,) if not with_loss else (X, yl, ya)
-            _, outs = _scan_batches(xp, one, None, data, bs)
+        def one(carry: Any, batch: Any) -> Any:
             if not with_loss:
-                return xp.concat([xp.reshape(o, (-1, *o.shape[2:])) for o in outs], axis=0)
-            loss_sum, correct, compared = (xp.sum(xp.concat([o[i] for o in outs])) for i in range(3))
-            return loss_sum / n, correct / compared
+                return carry, plan.network.infer(batch[0], arrays=arrays)
+            x, ylb, yab = batch
+            losses, output = losses_and_output(plan, x, ylb, arrays)
+            correct, compared = count_correct(plan, output, yab)
+            return carry, (xp.sum(losses), xp.astype(correct, losses.dtype), xp.asarray(compared + 0.0,
+                                                                                       dtype=losses.dtype))
+
+        data = (X,) if not with_loss else (X, yl, ya)
+        _, outs = _scan_batches(xp, one, None, data, bs)
+        if not with_loss:
+            return xp.concat([xp.reshape(o, (-1, *o.shape[2:])) for o in outs], axis=0)
+        loss_sum, correct, compared = (xp.sum(xp.concat([o[i] for o in outs])) for i in range(3))
+        return loss_sum / n, correct / compared
 
     return jax.jit(run)
 
@@ -450,7 +417,8 @@ def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: 
 
 def torch_step(plan: Plan) -> Any:
     """The plan's step under ``torch.compile`` (cached):
-    ``(params, state, x, yl, ya, lr, t, noise, buffers) -> StepResult``, inside ``bound(plan)``."""
+    ``(params, state, x, yl, ya, lr, t, noise, buffers) -> StepResult`` (``noise``: each dropout layer's
+    U[0, 1) draw, made eagerly from the layer's own stream: ``torch.Generator`` cannot be traced)."""
     def make() -> Any:
         import torch
 
@@ -458,9 +426,8 @@ def torch_step(plan: Plan) -> Any:
 
         def run(params: Any, state: Any, x: Array, yl: Array, ya: Array, lr: Array, t: Array,
                 noise: list[Array], buffers: list[Array]) -> StepResult:
-            for layer, draw in zip(rand, noise, strict=True):
-                layer.generator = Replay(layer.generator.seed, draw)
-            return apply_step(plan, params, state, x, yl, ya, lr, t, buffers)
+            draws = {id(layer): u for layer, u in zip(rand, noise, strict=True)}  # drawn eagerly, passed in
+            return apply_step(plan, params, state, x, yl, ya, lr, t, buffers, lambda layer, _: draws.get(id(layer)))
 
         # dynamo caches compiled graphs per *code object*, at most recompile_limit (8) of them: a code object
         # of its own per model, so that many models in one process each keep their compiled step
@@ -500,7 +467,7 @@ def torch_stepper(plan: Plan) -> Any:
         lr = torch.tensor(optimizer.current_learning_rate, dtype=first.dtype, device=first.device)
         t = torch.tensor(optimizer.iterations + 1, dtype=first.dtype, device=first.device)
         noise = _noise(plan, _xp.namespace(x), x)
-        with bound(plan), warnings.catch_warnings():
+        with warnings.catch_warnings():
             # dynamo's note that it traces through array-api-compat's lru_cache'd type checks: not ours to act on
             warnings.filterwarnings("ignore", message=".*functools.lru_cache.*", category=UserWarning)
             # and inductor's own deprecation notes while it compiles (torch.jit internals): not the user's code

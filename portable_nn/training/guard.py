@@ -27,7 +27,7 @@ from ..optimizers import Optimizer
 
 __all__ = ["DeferredGuard", "EagerGuard", "Guard", "guard_for"]
 
-_HINT = "(lower the learning rate, or check the data)"
+HINT = "(lower the learning rate, or check the data)"
 
 
 class Guard:
@@ -63,7 +63,7 @@ def all_finite(xp: Namespace, network: Network) -> Array:
     return xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
 
 
-class _Kept:
+class Kept:
     """Snapshots of every parameter's value and state, and the optimizer's counters.
 
     ``verified`` is the latest snapshot whose loss was finite: what a
@@ -126,7 +126,7 @@ class EagerGuard(Guard):
     def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
         super().__init__()
         self.xp, self.network = xp, network
-        self.kept = _Kept(xp, network, optimizer)
+        self.kept = Kept(xp, network, optimizer)
         self.since = 0
 
     def before_update(self, loss_sum: Array) -> None:
@@ -134,7 +134,7 @@ class EagerGuard(Guard):
         if not math.isfinite(value):
             where = self.kept.restore_verified()
             raise FloatingPointError(
-                f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {where} {_HINT}"
+                f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {where} {HINT}"
             )
         self.since += 1
         if (self.kept.verified is None or self.step == 1 or self.since >= self.COPY_EVERY
@@ -161,7 +161,7 @@ class DeferredGuard(Guard):
     def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
         super().__init__()
         self.xp, self.network = xp, network
-        self.kept = _Kept(xp, network, optimizer)
+        self.kept = Kept(xp, network, optimizer)
         self.losses: list[tuple[int, int, Array]] = []
         self.snapshot = self.kept.take()
 
@@ -183,13 +183,13 @@ class DeferredGuard(Guard):
             if not math.isfinite(value):
                 where = self.kept.restore_verified(fallback=self.snapshot)
                 raise FloatingPointError(
-                    f"Model.train: the loss became {value} at epoch {epoch}, step {step}; {where} {_HINT}"
+                    f"Model.train: the loss became {value} at epoch {epoch}, step {step}; {where} {HINT}"
                 )
         if not params_finite:
             where = self.kept.restore_verified(fallback=self.snapshot)
             raise FloatingPointError(
                 f"Model.train: the parameters or the optimizer state became non-finite by epoch {self.epoch}, "
-                f"step {self.step} (an update overflowed); {where} {_HINT}"
+                f"step {self.step} (an update overflowed); {where} {HINT}"
             )
         self.losses.clear()
         self.snapshot = self.kept.take()

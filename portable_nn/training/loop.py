@@ -67,7 +67,7 @@ def prepared_targets(plan: Plan, xp: Namespace, y: Array, weights: Array | None 
     """Targets for the loss and for the accuracy, built once per call.
 
     ``weights`` (per sample) become the last column of the loss targets: shuffles, batches, shards and
-    compiled scans then carry them with no code of their own (``step.loss_sum_and_grad`` splits them off).
+    compiled scans then carry them with no code of their own (``step.forward_backward`` splits them off).
     """
     net = plan.network
     y_loss = plan.loss.prepare_targets(xp, y, net.n_outputs(), net.dtype())
@@ -147,7 +147,7 @@ def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, 
         Xv, yv = validation_data
         validation = (Xv, *prepared_targets(plan, _xp.namespace(Xv), yv), batches(int(Xv.shape[0]), batch_size))
     run = _Run()
-    with _StepBoundaryInterrupts() as interrupts:
+    with StepBoundaryInterrupts() as interrupts:
         for epoch in range(1, epochs + 1):
             run.epoch, run.loss_sum, run.correct_sum, run.seen, run.compared = epoch, 0.0, 0, 0, 0
             for i, (xb, ylb, yab) in enumerate(source.epoch(lambda y: prepared_targets(plan, xp, y))):
@@ -210,7 +210,7 @@ class _InMemory:
             yield Xe[rows, ...], yle[rows, ...], yae[rows, ...]
 
 
-class _StepBoundaryInterrupts:
+class StepBoundaryInterrupts:
     """Ctrl-C during ``train`` takes effect between two steps, never inside an update (main thread only).
 
     A second Ctrl-C stops at once.
@@ -220,7 +220,7 @@ class _StepBoundaryInterrupts:
         self.pending = False
         self.previous: Any = None
 
-    def __enter__(self) -> _StepBoundaryInterrupts:
+    def __enter__(self) -> StepBoundaryInterrupts:
         if threading.current_thread() is threading.main_thread() \
                 and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
             self.previous = signal.signal(signal.SIGINT, self._handle)

@@ -8,23 +8,26 @@ update them in place where the backend allows.
 parameters, optimizer state, a batch, the learning rate and step counter (and
 optionally a seed for dropout) in; new parameters, new state,
 the batch's loss sum and correct count out.  It runs the portable reference
-path only, mutates none of its inputs and leaves the layers as it found
-them, so a compiler (``jax.jit``, ``torch.compile``) or a data-parallel
-wrapper can take it as it is, without reaching into layers.
+path only and writes nothing: the layers' pure core (``Layer.apply``/``vjp``)
+and the optimizer's ``update`` take every array as an argument, so a
+compiler (``jax.jit``, ``torch.compile``) or a data-parallel wrapper can take
+it as it is, without reaching into layers.
+
+Both run ``forward_backward``: the network's forward, the loss, the network's
+backward, as functions of the layers' arrays.
 """
 
 from __future__ import annotations
 
-import contextlib
 import copy
 import threading
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
 
 from array_api_compat import size
 
-from .. import _xp, kernels
+from .. import _xp
 from .._typing import Array
 from ..accuracy import Accuracy
 from ..losses import Loss
@@ -32,8 +35,8 @@ from ..network import Network
 from ..optimizers import Optimizer
 from ..random import Generator
 
-__all__ = ["Plan", "StepResult", "apply_step", "bound", "evaluate_sums", "loss_sum_and_grad", "random_layers", "step",
-           "train_step"]
+__all__ = ["Plan", "StepResult", "apply_step", "evaluate_sums", "forward_backward", "random_layers",
+           "regularization_loss", "step", "train_step"]
 
 
 @dataclass
@@ -87,43 +90,52 @@ class StepResult(NamedTuple):
     buffers: list[Array]
 
 
-def losses_and_output(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array]:
+def losses_and_output(plan: Plan, x: Array, y_loss: Array,
+                      arrays: list[dict[str, Array]] | None = None) -> tuple[Array, Array]:
     """Inference: per-sample losses and the model's output (probabilities for a fused Softmax).
 
-    Writes nothing to the layers or the loss (copies run instead): ``evaluate``
-    is safe from several threads, like ``predict``.
+    Writes nothing to the layers or the loss: ``evaluate`` is safe from several threads, like ``predict``.
+    ``arrays``: the layers' arrays (``Network.arrays``; default: their own).
     """
     loss = copy.copy(plan.fused if plan.fused is not None else plan.loss)
-    inputs = plan.network.infer(x, upto=plan.body)
+    inputs = plan.network.infer(x, upto=plan.body, arrays=arrays)
     losses = loss.forward(inputs, y_loss)
     return losses, loss.output if plan.fused is not None else inputs
 
 
-def loss_sum_and_grad(plan: Plan, x: Array, y_loss: Array) -> tuple[Array, Array, Array]:
-    """Training: the summed loss, the output and dL/d(output) -- dL/d(logits) when fused.
+Draw = Callable[[Any, Array], "Array | None"]
 
-    With ``plan.weights`` set, the last column of ``y_loss`` holds the samples' weights.
+
+def forward_backward(plan: Plan, arrays: list[dict[str, Array]], x: Array, y_loss: Array,
+                     draw: Draw | None = None) -> tuple[Array, Array, list[Array], list[Array]]:
+    """The step's differentiation, pure: ``(loss sum, output, gradients, new buffers)``.
+
+    ``arrays``: the layers' arrays (``Network.arrays``); gradients come in ``plan.parameters`` order, buffers
+    in ``network.buffers()`` order; ``draw(layer, x)``: each dropout layer's U[0, 1) (default: the layer's
+    own stream).  With ``plan.weights`` set, the last column of ``y_loss`` holds the samples' weights.
     """
+    network = plan.network
+    inputs, caches = network.apply(arrays, x, training=True, draw=draw, upto=plan.body)
     loss = plan.fused if plan.fused is not None else plan.loss
-    inputs = plan.network.forward(x, True, upto=plan.body)
     if plan.weights is not None:
-        loss_sum, dvalue = loss.forward_backward(inputs, y_loss[:, :-1], y_loss[:, -1])
+        loss_sum, dvalue, output = loss.value_and_grad(inputs, y_loss[:, :-1], y_loss[:, -1])
     else:
-        loss_sum, dvalue = loss.forward_backward(inputs, y_loss)
-    return loss_sum, _fused_output(plan) if plan.fused is not None else inputs, dvalue
-
-
-def _fused_output(plan: Plan) -> Array:
-    """The fused loss stores the last layer's output (the probabilities); the last layer keeps it too."""
-    output = plan.fused.output  # type: ignore[union-attr]
-    plan.last.output = output
-    return output
+        loss_sum, dvalue, output = loss.value_and_grad(inputs, y_loss)
+    return loss_sum, output, network.vjp(arrays, caches, dvalue), network.next_buffers(arrays, caches)
 
 
 def count_correct(plan: Plan, output: Array, y_acc: Array) -> tuple[Array, int]:
     """The number of correct predictions (a 0-d integer array) and how many were compared."""
     correct = plan.accuracy.compare(plan.last.predictions(output), y_acc)
     return _xp.namespace(correct).count_nonzero(correct), int(size(correct) or 0)
+
+
+def regularization_loss(plan: Plan, params: list[Array]) -> Array | float:
+    """The L1/L2 penalties of ``params`` (``plan.parameters`` order): 0-d array, or 0.0."""
+    total: Array | float = 0.0
+    for p, value in zip(plan.parameters, params, strict=True):
+        total = total + p.regularization_loss(value)
+    return total
 
 
 def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
@@ -133,18 +145,24 @@ def train_step(plan: Plan, x: Array, y_loss: Array, y_acc: Array,
     ``before_update(loss_sum)`` runs between the loss and the update: it may
     raise (host backends: a non-finite loss, before any parameter changes) or
     return a device flag that the backend kernels use to skip the update.
+    The gradients land on the parameters (the book's ``dweight``), and the
+    optimizer's kernels update them in place where the backend allows.
     """
     optimizer = plan.optimizer
     assert optimizer is not None
-    loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
+    network = plan.network
+    loss_sum, output, grads, buffers = forward_backward(plan, network.arrays(), x, y_loss)
     ok = before_update(loss_sum) if before_update is not None else None
     correct, compared = count_correct(plan, output, y_acc)
-    plan.network.backward(dvalue, upto=plan.body)
+    for p, grad in zip(plan.parameters, grads, strict=True):
+        p.grad = grad
+    if buffers:
+        network.set_buffer_values(buffers)
     optimizer.pre_update_params()
     optimizer.update_parameters(plan.parameters, ok)
     optimizer.post_update_params()
     if _xp.is_lazy(x):
-        plan.network.persist()
+        network.persist()
     return loss_sum, correct, compared
 
 
@@ -158,12 +176,10 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
     prepared for the loss and the accuracy (``training.loop.prepared_targets``);
     ``learning_rate`` and ``iteration`` (1-based) may be arrays (traced by a
     compiler).  Dropout masks come from ``Generator(seed + i)`` for the i-th
-    random layer (``seed=None``: the layers' own seeds), so the same arguments
-    give the same result.  The arrays are bound to the layers while the step
-    runs, under the plan's lock, and everything the layers, the loss and the
-    accuracy held before is put back afterwards: nothing leaks out of a trace.
-    ``buffers``: the non-trained state in ``network.buffers()`` order (None:
-    the layers' own); the step returns their new values.
+    random layer (``seed=None``: a fresh stream of the layer's own seed), so
+    the same arguments give the same result.  ``buffers``: the non-trained
+    state in ``network.buffers()`` order (None: the layers' own); the step
+    returns their new values.  Nothing is written to the layers.
     """
     plist = plan.parameters
     if len(params) != len(plist) or len(state) != len(plist):
@@ -171,10 +187,11 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
                          f"and {len(state)} states")
     if plan.optimizer is None:
         raise RuntimeError("step: the plan has no optimizer")
-    with bound(plan):
-        for i, layer in enumerate(random_layers(plan)):
-            layer.generator = Generator(layer.generator.seed if seed is None else seed + i)
-        return apply_step(plan, params, state, x, y_loss, y_acc, learning_rate, iteration, buffers)
+    params = [p._conform(value, p.name) for p, value in zip(plist, params, strict=True)]
+    streams = {id(layer): Generator(layer.generator.seed if seed is None else seed + i)
+               for i, layer in enumerate(random_layers(plan))}
+    return apply_step(plan, params, state, x, y_loss, y_acc, learning_rate, iteration, buffers,
+                      lambda layer, xb: layer.noise(xb, True, streams.get(id(layer))))
 
 
 def random_layers(plan: Plan) -> list[Any]:
@@ -182,55 +199,21 @@ def random_layers(plan: Plan) -> list[Any]:
     return [layer for layer in plan.network.layers if isinstance(getattr(layer, "generator", None), Generator)]
 
 
-@contextlib.contextmanager
-def bound(plan: Plan) -> Iterator[None]:
-    """A scope in which a pure step may bind arrays to the layers: everything is put back at its end.
-
-    Holds the plan's lock and runs the portable reference path (no kernels).
-    """
-    plist = plan.parameters
-    objects = [*plan.network.layers, plan.loss, plan.accuracy, *([plan.fused] if plan.fused is not None else [])]
-    with plan.lock, kernels.fast_paths(False):
-        saved_objects = [(obj, dict(obj.__dict__)) for obj in objects]
-        saved_params = [(p, p._value, p._state, p.grad) for p in plist]
-        try:
-            yield
-        finally:
-            for obj, attributes in saved_objects:
-                obj.__dict__.clear()
-                obj.__dict__.update(attributes)
-            for p, value, st, grad in saved_params:
-                p._value, p._state, p.grad = value, st, grad
-
-
 def apply_step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Array, y_loss: Array,
-               y_acc: Array, learning_rate: Any, iteration: Any, buffers: list[Array] | None = None) -> StepResult:
-    """The step's computation, inside ``bound(plan)``: bind, forward, backward, the update rule."""
+               y_acc: Array, learning_rate: Any, iteration: Any, buffers: list[Array] | None = None,
+               draw: Draw | None = None) -> StepResult:
+    """The step's computation on explicit arrays: forward, loss, backward, the optimizer's ``update``."""
     optimizer = plan.optimizer
     assert optimizer is not None
-    plist = plan.parameters
-    for p, value in zip(plist, params, strict=True):
-        p._value, p._state = p._conform(value, p.name), {}  # not the setter: the flat buffer stays valid
-    if buffers is not None:
-        plan.network.set_buffer_values(buffers)
-    loss_sum, output, dvalue = loss_sum_and_grad(plan, x, y_loss)
-    new_buffers = plan.network.buffer_values()  # the forward pass's running statistics
+    arrays = plan.network.arrays(params, buffers)
+    loss_sum, output, grads, new_buffers = forward_backward(plan, arrays, x, y_loss, draw)
     correct, _ = count_correct(plan, output, y_acc)
-    plan.network.backward(dvalue, upto=plan.body)
-    new_params, new_state = [], []
-    grads = optimizer.clip_grads(_xp.namespace(plist[0].value), [p.grad for p in plist])
-    for p, s, grad in zip(plist, state, grads, strict=True):
-        xp = _xp.namespace(p.value)
-        current = {key: s[key] if s.get(key) is not None else xp.zeros_like(p.value)
-                   for key in optimizer.state_names}
-        value, current = optimizer.rule(xp, p.value, grad, current, learning_rate, iteration)
-        new_params.append(value)
-        new_state.append(current)
+    new_params, new_state = optimizer.update(grads, state, params, learning_rate, iteration)
     return StepResult(new_params, new_state, loss_sum, correct, new_buffers)
 
 
-def evaluate_sums(plan: Plan, X: Array, y_loss: Array, y_acc: Array,
-                  batches: list[slice]) -> tuple[Array, Array]:
+def evaluate_sums(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batches: list[slice],
+                  arrays: list[dict[str, Array]] | None = None) -> tuple[Array, Array]:
     """Mean loss and accuracy over ``X`` in ``batches`` (0-d device arrays, no host sync)."""
     xp = _xp.namespace(X)
     loss_sum: Any = 0.0
@@ -238,7 +221,7 @@ def evaluate_sums(plan: Plan, X: Array, y_loss: Array, y_acc: Array,
     compared = 0
     losses = None
     for s in batches:
-        losses, output = losses_and_output(plan, X[s, ...], y_loss[s, ...])
+        losses, output = losses_and_output(plan, X[s, ...], y_loss[s, ...], arrays)
         correct, n = count_correct(plan, output, y_acc[s, ...])
         loss_sum = loss_sum + xp.sum(losses)
         correct_sum, compared = correct_sum + correct, compared + n
