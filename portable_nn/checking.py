@@ -136,15 +136,8 @@ def gradcheck(
             obj.generator = Generator(generator_seed)
         return obj.forward(inp) if not is_loss else obj.forward(inp, y_true)
 
-    host_x = np.array(_xp.to_numpy(x), dtype=np.float64, order="C")
     if is_loss:
-        def scalar(inp: Any) -> float:
-            return float(_xp.to_numpy(xp.mean(run_forward(inp))))
-
-        scalar(x)
-        fed = obj.output if isinstance(obj, SoftmaxCategoricalCrossentropy) else x
-        analytic = {"dinput": obj.backward(fed, y_true)}
-        numeric = {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
+        analytic, numeric = _loss_gradients(obj, x, y_true, run_forward, to_backend, eps)
     else:
         analytic, numeric = _layer_gradients(obj, parameters, x, run_forward, to_backend, rng, eps)
     for key, num in numeric.items():
@@ -176,6 +169,20 @@ def _checked_copy(obj: Any) -> Any:
     if hasattr(checked, "need_dinput"):
         checked.need_dinput = True
     return checked
+
+
+def _loss_gradients(obj: Any, x: Array, y_true: Array, run_forward: Callable[[Array], Array],
+                    to_backend: Callable[[np.ndarray], Array], eps: float) -> tuple[dict[str, Array], dict[str, Any]]:
+    """Analytic and numeric gradients of the mean loss w.r.t. its input."""
+    xp = _xp.namespace(x)
+
+    def scalar(inp: Any) -> float:
+        return float(_xp.to_numpy(xp.mean(run_forward(inp))))
+
+    scalar(x)
+    fed = obj.output if isinstance(obj, SoftmaxCategoricalCrossentropy) else x
+    host_x = np.array(_xp.to_numpy(x), dtype=np.float64, order="C")
+    return {"dinput": obj.backward(fed, y_true)}, {"dinput": _numeric(lambda h: scalar(to_backend(h)), host_x, eps)}
 
 
 def _layer_gradients(obj: Any, parameters: list[Any], x: Array, run_forward: Callable[[Array], Array],

@@ -267,17 +267,16 @@ def cmd_export(args: Any) -> int:
     return 0
 
 
-def parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="portable-nn", description=__doc__.split("\n")[0])
-    sub = p.add_subparsers(dest="command", required=True)
+def _common(s: argparse.ArgumentParser) -> None:
+    """The options every computing command takes."""
+    s.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library (default numpy)")
+    s.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: the library's)")
+    s.add_argument("--seed", type=int, default=0, help="seed for weights, data and shuffling")
 
-    def common(s: argparse.ArgumentParser) -> None:
-        s.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library (default numpy)")
-        s.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: the library's)")
-        s.add_argument("--seed", type=int, default=0, help="seed for weights, data and shuffling")
 
+def _train_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="train one of the book's examples")
-    common(t)
+    _common(t)
     t.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
     t.add_argument("--epochs", type=int, default=None, help="default: the book's for the data set")
     t.add_argument("--batch-size", type=int, default=None, help="0 = full batch; default: the data set's")
@@ -293,6 +292,13 @@ def parser() -> argparse.ArgumentParser:
     t.add_argument("--compile", action=argparse.BooleanOptionalAction, default=None,
                    help="compile the training step (default: on JAX; --compile also on PyTorch)")
     t.set_defaults(func=cmd_train)
+
+
+def parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="portable-nn", description=__doc__.split("\n")[0])
+    sub = p.add_subparsers(dest="command", required=True)
+    _train_parser(sub)
+    common = _common
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on a data set's test split")
     common(e)

@@ -113,8 +113,9 @@ class Layer:
     # -- the book's facade ----------------------------------------------------------
     def forward(self, x: Array, training: bool = True) -> Array:
         """``output`` for ``x``; what ``backward`` needs is kept on the layer."""
-        if not getattr(self, "_placed", True):
-            self.place(x)  # host-held parameters (a seeded draw, a loaded file) go where the first input is
+        place = getattr(self, "place", None)
+        if place is not None and not getattr(self, "_placed", True):
+            place(x)  # host-held parameters (a seeded draw, a loaded file) go where the first input is
         arrays = self.arrays()
         x = self.conform(arrays, x)
         self.input = x

@@ -1,49 +1,25 @@
 """``Model``: the book's add / set / finalize / train / evaluate / predict.
 
-``Model`` only composes: the layer stack is a ``Network``, the step and the
-loop live in ``portable_nn.training``, the divergence policy in
-``training.guard``, the data checks in ``training.validate``, files in
-``io``.  Reports read values back from the device only every
-``print_every`` steps (see ``training.loop``).
+``Model`` only composes: the layer stack is a ``Network``; ``train``,
+``evaluate`` and ``predict`` check their arguments and hand over in
+``training.calls`` (the engine, its runners, the guard and the data checks
+live in ``portable_nn.training``); files are ``io``.
 """
 
 from __future__ import annotations
 
-import math
 from collections.abc import Callable
 from typing import Any
 
-import array_api_compat
-
 from . import _xp, io, summary
-from . import distributed as distributed_
-from . import metrics as metrics_
 from ._typing import Array, LayerLike
 from .accuracy import Accuracy
-from .callbacks import CallbackList
 from .losses import Loss, fused_loss
 from .network import Network, is_layer
 from .optimizers import Optimizer
-from .training import History, Plan, compiled, fit
-from .training.loop import Scored, batches, prepared_targets
-from .training.step import evaluate_sums
-from .training.validate import check_data, check_features, check_pair, positive_int
-from .training.weights import host_weights, sample_weights
+from .training import History, Plan, calls
 
 __all__ = ["History", "Model"]
-
-
-def _split(what: str, X: Any, y: Any, fraction: Any, validation_data: Any) -> tuple[Any, Any, Any]:
-    """The last ``fraction`` of the rows as validation data (the order they come in)."""
-    if validation_data is not None:
-        raise ValueError(f"{what}: give validation_data or validation_split, not both")
-    fraction = float(fraction)
-    n = int(X.shape[0]) if hasattr(X, "shape") else 0
-    held = math.ceil(n * fraction) if 0.0 < fraction < 1.0 else 0
-    if not 0.0 < fraction < 1.0 or held in (0, n):
-        raise ValueError(f"{what}: validation_split must leave rows on both sides of the split; got {fraction!r} "
-                         f"of {n} rows")
-    return X[:n - held, ...], y[:n - held, ...], (X[n - held:, ...], y[n - held:, ...])
 
 
 class Model:
@@ -196,76 +172,11 @@ class Model:
         data are not scored (read once an epoch); their validation data are.
         """
         plan = self._require("train", optimizer=True)
-        epochs = positive_int("Model.train", "epochs", epochs)
-        batch_size = positive_int("Model.train", "batch_size", batch_size, allow_none=True)
-        print_every = positive_int("Model.train", "print_every", print_every)
-        if sample_weight is not None:
-            sample_weight = host_weights("Model.train", sample_weight, int(X.shape[0]))
-        if validation_split is not None:
-            X, y, validation_data = _split("Model.train", X, y, validation_split, validation_data)
-            if sample_weight is not None:
-                sample_weight = sample_weight[:int(X.shape[0])]
-        self._check("train", X, y)
-        # class weights ("balanced") from the rows trained on, after the split
-        weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
-                                 target_kind=self.loss.target_kind, n_outputs=self.network.n_outputs())  # type: ignore[union-attr]
-        if validation_data is not None:
-            self._check("train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
-        parallel = distributed_.resolve(distributed)
-        compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
-        if parallel is not None and compiler is not None:
-            raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
-        hooks = CallbackList(callbacks, self)
-        self.network.place(X)
-        plan.accuracy.init(y)
-        kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
-                                  "validation_data": validation_data, "shuffle": shuffle, "seed": seed,
-                                  "verbose": verbose, "callback": callback, "callbacks": hooks,
-                                  "metrics": metrics_.check_metrics("train", metrics or [], self.loss,
-                                                                    self.network.n_outputs())}
-        if weights is not None:  # sent once, in the model's dtype, where X lives
-            xp = _xp.namespace(X)
-            plan.weights = xp.asarray(weights, dtype=_xp.float_dtype(xp, self.network.dtype()),
-                                      device=_xp.array_device(X))
-        hooks.begin()
-        try:
-            if parallel is not None:
-                history = self._train_distributed(parallel, X, y, **kwargs)
-            elif compiler == "jax":
-                history = compiled.fit_jax(plan, X, y, **kwargs)
-            elif compiler == "torch":
-                history = fit(plan, X, y, step=compiled.torch_stepper(plan), **kwargs)
-            else:
-                history = fit(plan, X, y, **kwargs)
-        finally:
-            plan.weights = None
-        hooks.end()
-        return history
-
-    def _train_distributed(self, parallel: Any, X: Array, y: Array, *, seed: int | None, verbose: bool,
-                           **kwargs: Any) -> History:
-        plan = self.plan
-        assert plan is not None and plan.optimizer is not None
-        if _xp.is_lazy(X) or array_api_compat.is_jax_array(X):  # immutable or lazy: no in-place all-reduce
-            raise TypeError(f"Model.train: distributed training runs on NumPy, PyTorch and CuPy arrays, "
-                            f"got {_xp.describe(X)}")
-        parallel.broadcast(self.network, plan.optimizer)
-        parallel.reseed_dropout(self.network)
-        seed = parallel.seed(seed)
-        self.rank = parallel.rank  # ModelCheckpoint writes on rank 0 only
-        try:
-            return fit(plan, X, y, seed=seed, verbose=verbose and parallel.rank == 0, parallel=parallel, **kwargs)
-        except (FloatingPointError, KeyboardInterrupt, RuntimeError):
-            raise  # met by every rank at the same step: each raises it
-        except BaseException as exc:  # met by this rank alone: the others would wait in the next all-reduce
-            if parallel.size > 1:
-                parallel.abort(exc)
-            raise
-
-    def _check(self, what: str, X: Any, y: Any) -> None:
-        net = self.network
-        check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
-                   target_kind=self.loss.target_kind)  # type: ignore[union-attr]
+        return calls.train(self, plan, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every,
+                           validation_data=validation_data, validation_split=validation_split, shuffle=shuffle,
+                           seed=seed, verbose=verbose, callback=callback, compile=compile, distributed=distributed,
+                           callbacks=callbacks, sample_weight=sample_weight, class_weight=class_weight,
+                           metrics=metrics)
 
     def evaluate(self, X: Array, y: Array, *, batch_size: int | None = None, compile: bool | str = "auto",
                  metrics: Any = None) -> Any:
@@ -274,47 +185,15 @@ class Model:
         ``metrics``: ``portable_nn.metrics`` objects (precision, recall, F1, top-k accuracy, MAE); then
         ``(loss, accuracy, {name: value})`` is returned, the metrics computed from counts on the device.
         """
-        plan = self._require("evaluate")
-        batch_size = positive_int("Model.evaluate", "batch_size", batch_size, allow_none=True)
-        self._check("evaluate", X, y)
-        xp = _xp.namespace(X)
-        compiler = compiled.choose("evaluate", xp, compile)
-        self.network.place(X)
-        plan.accuracy.init(y)
-        y_loss, y_acc = prepared_targets(plan, xp, y)
-        if compiler == "jax":
-            sums = compiled.evaluate_jax(plan, X, y_loss, y_acc, batch_size)
-        else:  # PyTorch evaluates eagerly: torch.compile of inference costs more than it saves here
-            sums = evaluate_sums(plan, X, y_loss, y_acc, batches(int(X.shape[0]), batch_size))
-        loss, acc = _xp.to_host(xp, list(sums))
-        if metrics is None:
-            return loss, acc
-        return loss, acc, self._metrics("evaluate", metrics, X, y, batch_size)
-
-    def _metrics(self, what: str, metrics: Any, X: Array, y: Array, batch_size: int | None) -> dict[str, Any]:
-        assert self.plan is not None
-        checked = metrics_.check_metrics(what, metrics, self.loss, self.network.n_outputs())
-        scored = Scored(self.plan, checked, [("", X, y)], batch_size)
-        return scored.values(scored.counts(self.plan))
+        return calls.evaluate(self, self._require("evaluate"), X, y, batch_size=batch_size, compile=compile,
+                              metrics=metrics)
 
     def predict(self, X: Array, *, batch_size: int | None = None, compile: bool | str = "auto") -> Array:
         """The model's output for ``X``, an array of X's library and device (lazy on Dask).
 
         Writes no layer state (after the first call has placed the parameters).
         """
-        if not self.layers:
-            raise RuntimeError("Model.predict: the model has no layers")
-        batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
-        network = self.network
-        xp = check_features("predict", X, network.n_inputs())
-        compiler = compiled.choose("predict", xp, compile)
-        if X.shape[0] == 0:
-            batch_size = None  # one (empty) batch: an empty result of the right width
-        network.place(X)
-        if compiler == "jax" and X.shape[0] and self.plan is not None:
-            return compiled.predict_jax(self.plan, X, batch_size)
-        outputs = [network.infer(X[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
-        return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
+        return calls.predict(self, X, batch_size=batch_size, compile=compile)
 
     # -- parameters and files -----------------------------------------------
     def get_parameters(self) -> list[tuple[Array, ...]]:

@@ -134,7 +134,7 @@ class Network:
 
     def next_buffers(self, arrays: list[dict[str, Array]], caches: list[Any]) -> list[Array]:
         """The buffers after a training forward pass, in ``buffers()`` order."""
-        out = []
+        out: list[Array] = []
         for layer, a, cache in zip(self.layers, arrays, caches, strict=False):
             names = getattr(layer, "buffer_names", ())
             new = layer.next_buffers(a, cache) if names and isinstance(layer, Layer) else {}

@@ -116,8 +116,8 @@ class Optimizer:
         new_params, new_state = [], []
         for value, grad, s in zip(params, grads, state, strict=True):
             current = {key: s[key] if s.get(key) is not None else xp.zeros_like(value) for key in self.state_names}
-            value, current = self.rule(xp, value, grad, current, learning_rate, iteration)
-            new_params.append(value)
+            new_value, current = self.rule(xp, value, grad, current, learning_rate, iteration)
+            new_params.append(new_value)
             new_state.append(current)
         return new_params, new_state
 

@@ -239,13 +239,39 @@ class FlatParameters:
         self.work: dict[str, Array] = {}  # the kernels' own work buffers (NumPy: one chunk-sized scratch)
         self.valid = True
         self.grad_views = []
-        for p, off, size, shape in zip(params, offsets, sizes, shapes, strict=True):
+        self.offsets = list(zip(offsets, sizes, shapes, strict=True))
+        self._spare: tuple[Array, list[Array]] | None = None
+        for p, (off, size, shape) in zip(params, self.offsets, strict=True):
             p.detach()
-            p._value = xp.reshape(self.param[off:off + size], shape)
-            for key, buf in zip(state_names, self.state, strict=True):
-                p._state[key] = xp.reshape(buf[off:off + size], shape)
             p.owner = self
             self.grad_views.append(xp.reshape(self.grad[off:off + size], shape))
+        self._bind()
+
+    def _bind(self) -> None:
+        """Rebind each parameter's value and state to views of the current buffers."""
+        xp = _xp.namespace(self.param)
+        for p, (off, size, shape) in zip(self.params, self.offsets, strict=True):
+            p._value = xp.reshape(self.param[off:off + size], shape)
+            for key, buf in zip(self.state_names, self.state, strict=True):
+                p._state[key] = xp.reshape(buf[off:off + size], shape)
+
+    @property
+    def double_buffered(self) -> bool:
+        """Whether updates go to spare buffers (so the arrays of the step before stay intact)."""
+        return self._spare is not None
+
+    def spares(self) -> tuple[Array, list[Array]]:
+        """The spare parameter and state buffers (made at the first double-buffered update)."""
+        if self._spare is None:
+            xp = _xp.namespace(self.param)
+            self._spare = (xp.empty_like(self.param), [xp.empty_like(s) for s in self.state])
+        return self._spare
+
+    def swap(self) -> None:
+        """The spares (just written) become the current buffers, and the parameters' views follow."""
+        assert self._spare is not None
+        (self.param, self.state), self._spare = self._spare, (self.param, self.state)
+        self._bind()
 
     @staticmethod
     def fits(params: list[Parameter]) -> bool:

@@ -2,8 +2,11 @@
 
 Every rule computes the portable formula of its optimizer (``optimizers.py``)
 operation by operation in the same order, so the float32 results are the
-same bits; only the temporaries are gone.  The rules consume ``g``: it is the
-optimizer's own flat copy of the gradients, rewritten by the next gather.
+same bits; only the temporaries are gone.  A rule reads the current buffers
+(``p``, its state) and writes the new values into the spare ones (``p2``,
+...): the two swap after the step (double buffering).  The rules consume
+``g``: it is the optimizer's own flat copy of the gradients, rewritten by the
+next gather.
 """
 
 from __future__ import annotations
@@ -24,53 +27,60 @@ __all__ = ["apply"]
 CHUNK = 1 << 18
 
 
-def sgd(p: Array, g: Array, tmp: Array, *, lr: float) -> None:
-    """``p = p - lr * g``."""
+def sgd(p: Array, g: Array, tmp: Array, p2: Array, *, lr: float) -> None:
+    """``p2 = p - lr * g``."""
     g *= lr
-    p -= g
+    np.subtract(p, g, out=p2)
 
 
-def sgd_momentum(p: Array, g: Array, tmp: Array, u: Array, *, lr: float, momentum: float) -> None:
-    """``u = momentum * u - lr * g``; ``p = p + u``."""
-    u *= momentum
+def sgd_momentum(p: Array, g: Array, tmp: Array, u: Array, p2: Array, u2: Array, *, lr: float,
+                 momentum: float) -> None:
+    """``u2 = momentum * u - lr * g``; ``p2 = p + u2``."""
+    np.multiply(u, momentum, out=u2)
     g *= lr
-    u -= g
-    p += u
+    u2 -= g
+    np.add(p, u2, out=p2)
 
 
-def cache_rule(p: Array, g: Array, tmp: Array, c: Array, *, lr: float, eps: float, rho: float | None) -> None:
-    """Adagrad (``c = c + g*g``) and RMSprop (``c = rho*c + (1-rho)*(g*g)``); ``p = p - (lr*g) / (sqrt(c) + eps)``."""
+def cache_rule(p: Array, g: Array, tmp: Array, c: Array, p2: Array, c2: Array, *, lr: float, eps: float,
+               rho: float | None) -> None:
+    """Adagrad (``c2 = c + g*g``) and RMSprop (``c2 = rho*c + (1-rho)*(g*g)``);
+    ``p2 = p - (lr*g) / (sqrt(c2) + eps)``."""
     np.multiply(g, g, out=tmp)
     if rho is not None:
-        c *= rho
+        np.multiply(c, rho, out=c2)
         tmp *= 1.0 - rho
-    c += tmp
-    np.sqrt(c, out=tmp)
+        c2 += tmp
+    else:
+        np.add(c, tmp, out=c2)
+    np.sqrt(c2, out=tmp)
     tmp += eps
     g *= lr
     g /= tmp
-    p -= g
+    np.subtract(p, g, out=p2)
 
 
-def adam(p: Array, g: Array, tmp: Array, m: Array, v: Array, *, lr: float, wd: float, b1: float, b2: float,
-         step: float, c2: float, eps: float) -> None:
-    """``m = b1*m + (1-b1)*g``, ``v = b2*v + (1-b2)*(g*g)``; ``p = p - (step*m) / (sqrt(v)*c2 + eps)``."""
+def adam(p: Array, g: Array, tmp: Array, m: Array, v: Array, p2: Array, m2: Array, v2: Array, *, lr: float,
+         wd: float, b1: float, b2: float, step: float, c2: float, eps: float) -> None:
+    """``m2 = b1*m + (1-b1)*g``, ``v2 = b2*v + (1-b2)*(g*g)``; ``p2 = p - (step*m2) / (sqrt(v2)*c2 + eps)``
+    (after AdamW's ``p - lr*wd*p``)."""
     if wd:
         np.multiply(p, lr * wd, out=tmp)
-        p -= tmp
-    m *= b1
+        np.subtract(p, tmp, out=p2)
+        p = p2
+    np.multiply(m, b1, out=m2)
     np.multiply(g, 1.0 - b1, out=tmp)
-    m += tmp
-    v *= b2
+    m2 += tmp
+    np.multiply(v, b2, out=v2)
     g *= g
     g *= 1.0 - b2
-    v += g
-    np.sqrt(v, out=g)
+    v2 += g
+    np.sqrt(v2, out=g)
     g *= c2
     g += eps
-    np.multiply(m, step, out=tmp)
+    np.multiply(m2, step, out=tmp)
     tmp /= g
-    p -= tmp
+    np.subtract(p, tmp, out=p2)
 
 
 KERNELS: dict[str, Callable[..., None]] = {
@@ -79,13 +89,18 @@ KERNELS: dict[str, Callable[..., None]] = {
 
 
 def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | None = None) -> None:
-    """Run rule ``kernel`` chunk by chunk over the flat buffers (``ok`` is for device backends only)."""
+    """Run rule ``kernel`` chunk by chunk from the flat buffers into their spares, then swap the two: the
+    arrays of the step before stay intact (the divergence guard keeps them by reference, at no cost).
+    ``ok`` is for device backends only."""
     rule = KERNELS[kernel]
     n = flat.param.shape[0]
     scratch = flat.work.get("numpy")
     if scratch is None:  # one chunk of scratch, not a parameter-sized buffer
         scratch = flat.work["numpy"] = np.empty(min(n, CHUNK), dtype=flat.param.dtype)
+    spare_param, spare_state = flat.spares()
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         rule(flat.param[start:stop], flat.grad[start:stop], scratch[:stop - start],
-             *(s[start:stop] for s in flat.state), **args)
+             *(s[start:stop] for s in flat.state), spare_param[start:stop],
+             *(s[start:stop] for s in spare_state), **args)
+    flat.swap()

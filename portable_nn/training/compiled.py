@@ -37,10 +37,10 @@ import numpy as np
 from .. import _xp
 from .._typing import Array, Namespace
 from .guard import HINT, Kept
-from .loop import History, StepBoundaryInterrupts, batches, emit, prepared_targets, scoring
 from .step import Plan, StepResult, apply_step, count_correct, evaluate_sums, random_layers, regularization_loss
 
-__all__ = ["TRACES", "choose", "evaluate_jax", "fit_jax", "predict_jax", "torch_step", "torch_stepper"]
+__all__ = ["TRACES", "adopt", "check_block", "choose", "evaluate_jax", "model_arrays", "placed_buffers", "predict_jax",
+           "torch_step", "torch_stepper", "train_block"]
 
 #: How many times each compiled function was traced (JAX: one trace, one XLA compilation).
 TRACES: collections.Counter[str] = collections.Counter()
@@ -109,9 +109,8 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
         keys = next_keys()
         finite = xp.logical_and(ok, xp.isfinite(out.loss_sum))
         # a non-finite loss: this update and every later one in the block are skipped
-        params = [xp.where(finite, new, old) for new, old in zip(out.params, params, strict=True)]
-        state = [{k: xp.where(finite, new[k], old[k]) for k in old} for new, old in zip(out.state, state, strict=True)]
-        bufs = [xp.where(finite, new, old) for new, old in zip(out.buffers, bufs, strict=True)]
+        params, state, bufs = jax.tree_util.tree_map(lambda new, old: xp.where(finite, new, old),
+                                                     (out.params, out.state, out.buffers), (params, state, bufs))
         it = xp.where(finite, it + 1, it)
         compared = xp.asarray(int(math.prod(ya.shape)), dtype=it.dtype)
         return (params, state, bufs, keys, it, finite), (out.loss_sum, xp.astype(out.correct, it.dtype), compared)
@@ -120,15 +119,7 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
         data = (X, yl, ya) if order is None else tuple(xp.take(a, order, axis=0) for a in (X, yl, ya))
         carry, outs = _scan_batches(xp, one, carry, data, bs)
         losses, correct, compared = (xp.concat([o[i] for o in outs]) for i in range(3))
-        arrays = plan.network.arrays(carry[0], carry[2])  # validation runs with the running statistics so far
-        dtype = carry[0][0].dtype
-        reg = xp.asarray(regularization_loss(plan, carry[0]), dtype=dtype)
-        figures = [reg]
-        if val is not None:
-            Xv, ylv, yav = val
-            figures.extend(xp.asarray(v, dtype=dtype)
-                           for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or [], arrays))
-        return carry, (losses, correct, compared, xp.stack(figures))
+        return carry, (losses, correct, compared, _epoch_end(plan, xp, carry[0], carry[2], val, val_batches))
 
     def block(params: Any, state: Any, bufs: Any, keys: Any, it: Any, lrs: Any, X: Array, yl: Array, ya: Array,
               orders: Any, val: Any) -> Any:
@@ -145,6 +136,19 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
     # No buffer donation: the model's arrays are the user's to read (a callback may keep a reference to a
     # weight; a donated buffer would be deleted under it), and the block's inputs are the kept snapshot.
     return jax.jit(block)
+
+
+def _epoch_end(plan: Plan, xp: Namespace, params: list[Array], bufs: list[Array], val: Any,
+               val_batches: list[slice] | None) -> Array:
+    """``[regularization loss, (validation loss, validation accuracy)]`` of the model at an epoch's end (traced);
+    validation runs with the running statistics so far."""
+    dtype = params[0].dtype
+    figures = [xp.asarray(regularization_loss(plan, params), dtype=dtype)]
+    if val is not None:
+        Xv, ylv, yav = val
+        arrays = plan.network.arrays(params, bufs)
+        figures.extend(xp.asarray(v, dtype=dtype) for v in evaluate_sums(plan, Xv, ylv, yav, val_batches or [], arrays))
+    return xp.stack(figures)
 
 
 def _scan_batches(xp: Namespace, one: Any, carry: Any, data: tuple[Array, ...], bs: int) -> tuple[Any, list[Any]]:
@@ -183,73 +187,14 @@ def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
     return fn
 
 
-def fit_jax(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
-            validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
-            callback: Any, callbacks: Any = None, metrics: list[Any] | None = None) -> History:
-    """``Model.train`` compiled on JAX: blocks of epochs, one dispatch and one read-back each."""
-    xp = _xp.namespace(X)
-    optimizer = plan.optimizer
-    assert optimizer is not None
-    n = int(X.shape[0])
-    bs = n if not batch_size else min(batch_size, n)
-    steps = n // bs + (1 if n % bs else 0)
-    scored = scoring(plan, metrics, X, y, validation_data, batch_size)
-    # callbacks and metrics: every epoch's end
-    per_block = 1 if callbacks or scored else max(1, min(epochs, print_every // steps))
-    total = epochs * steps
-    y_loss, y_acc = prepared_targets(plan, xp, y, plan.weights)
-    val = val_batches = None
-    if validation_data is not None:
-        Xv, yv = validation_data
-        val = (Xv, *prepared_targets(plan, _xp.namespace(Xv), yv))
-        val_batches = batches(int(Xv.shape[0]), batch_size)
-    rng = np.random.default_rng(seed)
-    history = History()
-    plist = plan.parameters
-    rand = random_layers(plan)
-    int_dtype = _xp.default_int(xp, _xp.array_device(X))
-    kept = Kept(xp, plan.network, optimizer)
-    done = 0  # epochs finished
-    with StepBoundaryInterrupts() as interrupts:
-        while done < epochs:
-            k = min(per_block, epochs - done)
-            fn = _cached(plan, ("jax:train", n, bs, k, shuffle, val_batches and tuple(
-                (s.start, s.stop) for s in val_batches)),
-                lambda k=k: _make_train_block(plan, xp, bs, k, val_batches))
-            orders = None
-            if shuffle:
-                orders = xp.asarray(np.stack([rng.permutation(n) for _ in range(k)]), device=_xp.array_device(X))
-            # read from the model at every block: what a callback changed (parameters, rates) takes effect
-            params, state = _model_arrays(plan, X)
-            bufs = _placed_buffers(plan, X, "train")
-            keys = [layer.generator.jax_key() for layer in rand]
-            start_iterations, start_lr = optimizer.iterations, optimizer.current_learning_rate
-            it = xp.asarray(start_iterations, dtype=int_dtype)
-            rates = xp.asarray([optimizer.learning_rate, start_lr], dtype=params[0].dtype)
-            (params_new, state_new, bufs_new, keys, _), outs, finite = fn(params, state, bufs, keys, it, rates, X,
-                                                                          y_loss, y_acc, orders, val)
-            losses, correct, compared, figures = (np.asarray(a) for a in outs)
-            snapshot = ([(p, v, dict(s)) for p, v, s in zip(plist, params, state, strict=True)],
-                        (start_iterations, start_lr), bufs)
-            _check_block(kept, snapshot, losses, bool(finite), done, k, steps)
-            _adopt(plan, params_new, state_new, keys, start_iterations + k * steps)
-            plan.network.set_buffer_values(bufs_new)
-            finished = _report_block(plan, history, losses, correct, compared, figures, done, steps, n, bs,
-                                     print_every, total, start_iterations, val is not None, verbose, callback,
-                                     scored)
-            done += k
-            if callbacks and True in [callbacks.epoch_end(e, logs) for e, logs in finished]:
-                return history  # a callback stopped training, cleanly, at an epoch's end
-            if interrupts.pending:
-                interrupted = KeyboardInterrupt(
-                    f"Model.train: interrupted; the model is at the end of epoch {done}, step {steps} "
-                    f"({done * steps} of {total} steps); the exception's .history holds the figures")
-                interrupted.history = history  # type: ignore[attr-defined]
-                raise interrupted
-    return history
+def train_block(plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, shuffle: bool,
+                val_batches: list[slice] | None) -> Any:
+    """The compiled block of ``epochs`` epochs over ``n`` rows in batches of ``bs`` (cached on the plan)."""
+    key = ("jax:train", n, bs, epochs, shuffle, val_batches and tuple((s.start, s.stop) for s in val_batches))
+    return _cached(plan, key, lambda: _make_train_block(plan, xp, bs, epochs, val_batches))
 
 
-def _model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Array]]]:
+def model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Array]]]:
     """The model's parameters and optimizer state (zeros where the optimizer has none yet), checked to live
     where X lives."""
     optimizer = plan.optimizer
@@ -264,7 +209,7 @@ def _model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Arr
     return params, state
 
 
-def _placed_buffers(plan: Plan, X: Array, what: str) -> list[Array]:
+def placed_buffers(plan: Plan, X: Array, what: str) -> list[Array]:
     """The network's buffers (running statistics), checked to live where X lives."""
     values = plan.network.buffer_values()
     for (layer, name), value in zip(plan.network.buffers(), values, strict=True):
@@ -272,7 +217,7 @@ def _placed_buffers(plan: Plan, X: Array, what: str) -> list[Array]:
     return values
 
 
-def _check_block(kept: Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
+def check_block(kept: Kept, snapshot: Any, losses: Any, finite: bool, done: int, k: int, steps: int) -> None:
     """After a block: keep its start if its first loss was finite; on a divergence restore and raise."""
     flat = losses.reshape(-1)
     bad = np.flatnonzero(~np.isfinite(flat))
@@ -288,7 +233,7 @@ def _check_block(kept: Kept, snapshot: Any, losses: Any, finite: bool, done: int
                                  f"{done + k}, step {steps} (an update overflowed); {where} {HINT}")
 
 
-def _adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys: list[Any],
+def adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys: list[Any],
            iterations: int) -> None:
     """A finished block's arrays become the model's: parameters, state, dropout keys, the optimizer's counters."""
     optimizer = plan.optimizer
@@ -301,60 +246,6 @@ def _adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys:
     optimizer.iterations = iterations - 1
     optimizer.pre_update_params()  # the learning rate of the last step, as the eager loop leaves it
     optimizer.iterations = iterations
-
-
-def _lr_at(plan: Plan, iteration: int) -> float:
-    optimizer = plan.optimizer
-    assert optimizer is not None
-    if optimizer.schedule is not None:
-        return float(optimizer.schedule(optimizer.learning_rate, iteration))
-    return optimizer.learning_rate / (1.0 + optimizer.decay * iteration) if optimizer.decay \
-        else optimizer.current_learning_rate
-
-
-def _report_block(plan: Plan, history: History, losses: Any, correct: Any, compared: Any, figures: Any,
-                  done: int, steps: int, n: int, bs: int, print_every: int, total: int, start_iterations: int,
-                  validation: bool, verbose: bool, callback: Any,
-                  scored: Any = None) -> list[tuple[int, dict[str, float]]]:
-    """History and reports of a finished block, from its read-back per-step figures (host arithmetic)."""
-    finished = []
-    for e in range(losses.shape[0]):
-        epoch = done + e + 1
-        seen = np.cumsum(_rows_per_step(n, bs, steps))
-        loss_run, correct_run, compared_run = np.cumsum(losses[e]), np.cumsum(correct[e]), np.cumsum(compared[e])
-        lr = _lr_at(plan, start_iterations + (e + 1) * steps - 1)
-        reg = float(figures[e][0])
-        data_loss = float(loss_run[-1] / n)
-        figs = {"data_loss": data_loss, "regularization_loss": reg, "loss": data_loss + reg,
-                "accuracy": float(correct_run[-1] / compared_run[-1]), "learning_rate": lr}
-        if validation:
-            figs["val_loss"], figs["val_accuracy"] = float(figures[e][1]), float(figures[e][2])
-        if scored is not None:  # one epoch per block: the model is the epoch's end's
-            figs.update(scored.values(scored.counts(plan)))
-        for s in range(steps):
-            global_step = (epoch - 1) * steps + s + 1
-            if s == steps - 1:
-                history.epoch.append(epoch)
-                history.record(figs)
-                finished.append((epoch, figs))
-            if global_step % print_every and global_step != total:
-                continue
-            step_lr = _lr_at(plan, start_iterations + e * steps + s)
-            info = {"epoch": epoch, "step": s + 1, "global_step": global_step, "total_steps": total,
-                    "loss": float(loss_run[s] / seen[s]), "accuracy": float(correct_run[s] / compared_run[s]),
-                    "learning_rate": step_lr}
-            if history.regularization_loss:
-                info["regularization_loss"] = history.regularization_loss[-1]
-            if history.val_loss:
-                info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
-            emit(info, verbose, callback)
-    return finished
-
-
-def _rows_per_step(n: int, bs: int, steps: int) -> np.ndarray:
-    rows = np.full(steps, bs, dtype=np.int64)
-    rows[-1] = n - bs * (steps - 1)
-    return rows
 
 
 # -- JAX: inference -----------------------------------------------------------------
@@ -401,7 +292,7 @@ def predict_jax(plan: Plan, X: Array, batch_size: int | None) -> Array:
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     fn = _cached(plan, ("jax:predict", n, bs), lambda: _make_infer(plan, xp, n, bs, False))
-    return fn(_placed_values(plan, X, "predict"), _placed_buffers(plan, X, "predict"), X, None, None)
+    return fn(_placed_values(plan, X, "predict"), placed_buffers(plan, X, "predict"), X, None, None)
 
 
 def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: int | None) -> tuple[Array, Array]:
@@ -409,7 +300,7 @@ def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: 
     n = int(X.shape[0])
     bs = n if not batch_size else min(batch_size, n)
     fn = _cached(plan, ("jax:evaluate", n, bs), lambda: _make_infer(plan, xp, n, bs, True))
-    loss, acc = fn(_placed_values(plan, X, "evaluate"), _placed_buffers(plan, X, "evaluate"), X, y_loss, y_acc)
+    loss, acc = fn(_placed_values(plan, X, "evaluate"), placed_buffers(plan, X, "evaluate"), X, y_loss, y_acc)
     return loss, acc
 
 

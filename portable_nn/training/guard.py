@@ -78,12 +78,13 @@ class Kept:
         self.verified: tuple[Any, int, int] | None = None
 
     def free(self) -> bool:
-        """Whether a snapshot costs nothing (no parameter lives in a buffer that is updated in place)."""
-        return all(p.owner is None for p in self.network.parameters())
+        """Whether a snapshot costs nothing: no parameter lives in a buffer that is updated in place (the
+        NumPy kernels write the next step into a spare buffer: the current one stays intact for a step)."""
+        return all(p.owner is None or p.owner.double_buffered for p in self.network.parameters())
 
     def take(self) -> Any:
         def keep(p: Any, a: Array) -> Array:
-            return self.xp.asarray(a, copy=True) if p.owner is not None else a
+            return self.xp.asarray(a, copy=True) if p.owner is not None and not p.owner.double_buffered else a
 
         params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()})
                   for p in self.network.parameters()]

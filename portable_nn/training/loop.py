@@ -1,8 +1,6 @@
-"""The training loop: epochs, batches, reports, callbacks -> ``History``.
-
-A step never waits for the device: losses and accuracies are summed on the
-device and read back only at report points (every ``print_every`` steps and
-at the end), where the divergence guard also looks.
+"""What the training loop works with: ``History``, batches and prepared targets, the in-memory source of
+batches, the metrics scored at epoch ends, the report line, and Ctrl-C at step boundaries.  The loop itself
+is ``engine.py``; the runners that plug into it are ``runners.py``.
 """
 
 from __future__ import annotations
@@ -14,16 +12,13 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
-import numpy as np
-
 from .. import _xp
 from .. import metrics as metrics_
 from .._typing import Array, Namespace
-from .guard import Guard, guard_for
-from .step import Plan, evaluate_sums, train_step
-from .stream import Streamed
+from .step import Plan
 
-__all__ = ["History", "batches", "fit"]
+__all__ = ["History", "InMemory", "Scored", "StepBoundaryInterrupts", "batches", "emit", "prepared_targets",
+           "scoring"]
 
 
 @dataclass
@@ -76,121 +71,7 @@ def prepared_targets(plan: Plan, xp: Namespace, y: Array, weights: Array | None 
     return y_loss, plan.accuracy.prepare_targets(xp, y)
 
 
-@dataclass
-class _Run:
-    """The loop's position and running sums since the start of the epoch (device arrays)."""
-
-    epoch: int = 0
-    step: int = 0
-    global_step: int = 0
-    loss_sum: Any = 0.0
-    correct_sum: Any = 0
-    seen: int = 0
-    compared: int = 0
-    pending: list[tuple[int, dict[str, Any]]] = field(default_factory=list)  # epoch figures still on the device
-
-
-def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
-        validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
-        callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any] = train_step,
-        parallel: Any = None, callbacks: Any = None, metrics: list[Any] | None = None) -> History:
-    """Train ``plan`` on checked data; see ``Model.train``.
-
-    ``step``: ``train_step`` or a compiled one; ``parallel``: a
-    ``distributed.DataParallel`` (every rank runs this loop on the same global batches).
-    """
-    optimizer = plan.optimizer
-    assert optimizer is not None
-    # Shuffle orders are drawn on the host (one index vector an epoch, sent once):
-    # the same seed gives the same order on every backend.
-    rng = np.random.default_rng(seed)
-    if validation_data is not None and _xp.is_lazy(validation_data[0]):
-        # a validation set is evaluated every epoch: brought into memory once
-        validation_data = (validation_data[0].compute(), validation_data[1].compute())
-    scored = scoring(plan, metrics, X, y, validation_data, batch_size)
-    if not _xp.is_lazy(X):
-        source = _InMemory(plan, X, y, batch_size, shuffle, rng)
-        return _loop(plan, source, _xp.namespace(X), guard_for(X, plan.network, optimizer), epochs=epochs,
-                     batch_size=batch_size, print_every=print_every, validation_data=validation_data,
-                     verbose=verbose, callback=callback, step=step, parallel=parallel, callbacks=callbacks,
-                     scored=scored)
-    # Dask: stream windows of blocks into their own library (training/stream.py); the parameters and state
-    # move there for the call and back to Dask arrays after it
-    streamed = Streamed(plan, X, y, batch_size, shuffle, rng)
-    local = streamed.first_block()
-    plan.network.to(local)
-    plan.accuracy.to(local)
-    try:
-        return _loop(plan, streamed, _xp.namespace(local), guard_for(local, plan.network, optimizer),
-                     epochs=epochs, batch_size=batch_size, print_every=print_every,
-                     validation_data=validation_data, verbose=verbose, callback=callback, step=step,
-                     parallel=parallel, callbacks=callbacks, scored=scored)
-    finally:
-        plan.network.to(X)
-        plan.accuracy.to(X)
-        xp, dev = _xp.namespace(X), _xp.array_device(X)
-        for p in plan.parameters:  # the book's dweight/dbias: the last step's gradients, as Dask arrays too
-            if p.grad is not None:
-                p.grad = _xp.move(p.grad, xp, dev)
-
-
-def _loop(plan: Plan, source: Any, xp: Namespace, guard: Guard, *, epochs: int, batch_size: int | None,
-          print_every: int, validation_data: tuple[Array, Array] | None, verbose: bool,
-          callback: Callable[[dict[str, Any]], None] | None, step: Callable[..., Any], parallel: Any,
-          callbacks: Any, scored: Any = None) -> History:
-    """The epochs and steps over ``source``'s batches: reports, the guard, interrupts."""
-    history = History()
-    steps = source.steps
-    total_steps = epochs * steps
-    validation = None
-    if validation_data is not None:
-        Xv, yv = validation_data
-        validation = (Xv, *prepared_targets(plan, _xp.namespace(Xv), yv), batches(int(Xv.shape[0]), batch_size))
-    run = _Run()
-    with StepBoundaryInterrupts() as interrupts:
-        for epoch in range(1, epochs + 1):
-            run.epoch, run.loss_sum, run.correct_sum, run.seen, run.compared = epoch, 0.0, 0, 0, 0
-            for i, (xb, ylb, yab) in enumerate(source.epoch(lambda y: prepared_targets(plan, xp, y))):
-                run.step, run.global_step = i + 1, run.global_step + 1
-                guard.at(epoch, i + 1)
-                if parallel is None:
-                    batch_loss, correct, compared = step(plan, xb, ylb, yab, guard.before_update)
-                    stop = interrupts.pending
-                else:  # a rank's Ctrl-C travels in the step's all-reduce: every rank stops after the same step
-                    batch_loss, correct, compared, stop = parallel.step(plan, xb, ylb, yab, guard.before_update,
-                                                                        interrupts.pending)
-                guard.after_step(batch_loss)
-                run.loss_sum, run.correct_sum = run.loss_sum + batch_loss, run.correct_sum + correct
-                run.seen, run.compared = run.seen + int(xb.shape[0]), run.compared + compared
-                if i == steps - 1:
-                    if parallel is not None:  # the epoch's validation figures use the ranks' common statistics
-                        parallel.average_buffers(plan.network)
-                    accuracy = xp.astype(run.correct_sum, batch_loss.dtype) / run.compared
-                    run.pending.append((epoch, _epoch_figures(plan, run.loss_sum / run.seen, accuracy, validation,
-                                                              scored)))
-                at_report = run.global_step % print_every == 0 or run.global_step == total_steps
-                epoch_end = bool(callbacks) and i == steps - 1  # callbacks see every epoch's figures
-                finished: list[tuple[int, dict[str, float]]] = []
-                if at_report or stop or epoch_end:
-                    finished = _report(plan, xp, history, run, guard, verbose and at_report, callback, total_steps)
-                    if parallel is not None:
-                        parallel.check_in_step(plan.network, f"epoch {epoch}, step {i + 1}")
-                if callbacks and True in [callbacks.epoch_end(e, logs) for e, logs in finished]:
-                    guard.at_end()
-                    return history  # a callback stopped training, cleanly, at an epoch's end
-                if parallel is None:
-                    stop = interrupts.pending  # a Ctrl-C during the report counts at this step too
-                if stop:
-                    interrupted = KeyboardInterrupt(
-                        f"Model.train: interrupted; the model is at the end of epoch {epoch}, step {i + 1} "
-                        f"({run.global_step} of {total_steps} steps); the exception's .history holds the figures")
-                    interrupted.history = history  # type: ignore[attr-defined]
-                    raise interrupted
-    guard.at_end()
-    return history
-
-
-class _InMemory:
+class InMemory:
     """The batches of one epoch over in-memory arrays: slices of X (taken in a shuffled order if asked)."""
 
     def __init__(self, plan: Plan, X: Array, y: Array, batch_size: int | None, shuffle: bool, rng: Any) -> None:
@@ -236,18 +117,6 @@ class StepBoundaryInterrupts:
             signal.signal(signal.SIGINT, self.previous)
 
 
-def _epoch_figures(plan: Plan, data_loss: Array, accuracy: Array, validation: Any,
-                   scored: Any = None) -> dict[str, Any]:
-    reg = plan.loss.regularization_loss()
-    figures = {"data_loss": data_loss, "regularization_loss": reg, "loss": data_loss + reg,
-               "accuracy": accuracy, "learning_rate": plan.optimizer.current_learning_rate}  # type: ignore[union-attr]
-    if validation is not None:
-        figures["val_loss"], figures["val_accuracy"] = evaluate_sums(plan, *validation)
-    if scored is not None:
-        figures["metrics"] = (scored, scored.counts(plan))  # device arrays: read back at the next report point
-    return figures
-
-
 def scoring(plan: Plan, metrics: list[Any] | None, X: Array, y: Array, validation_data: Any,
             batch_size: int | None) -> Scored | None:
     """What ``train(metrics=[...])`` scores at each epoch's end (None without metrics): the training data with
@@ -287,37 +156,6 @@ class Scored:
         for (prefix, _, _), sums in zip(self.sets, counts, strict=True):
             values.update(metrics_.metric_values(self.metrics, sums, prefix))
         return values
-
-
-def _report(plan: Plan, xp: Namespace, history: History, run: _Run, guard: Guard, verbose: bool,
-            callback: Any, total_steps: int) -> list[tuple[int, dict[str, float]]]:
-    """The one host sync: read figures back, check for divergence, record, print, call back."""
-    keys = [(i, k) for i, (_, figs) in enumerate(run.pending) for k in figs if k != "metrics"]
-    values = [run.pending[i][1][k] for i, k in keys]
-    guarded = guard.pending()
-    host = _xp.to_host(xp, [*values, *guarded, run.loss_sum, run.correct_sum])
-    guard.check(host[len(keys):len(keys) + len(guarded)])
-    by_epoch: dict[int, dict[str, float]] = {}
-    for (i, k), value in zip(keys, host, strict=False):
-        by_epoch.setdefault(run.pending[i][0], {})[k] = value
-    for epoch, figs in run.pending:
-        if "metrics" in figs:
-            scored, counts = figs["metrics"]
-            by_epoch[epoch].update(scored.values(counts))
-    for epoch, figs in by_epoch.items():
-        history.epoch.append(epoch)
-        history.record(figs)
-    run.pending.clear()
-    loss, acc = host[-2] / run.seen, host[-1] / run.compared
-    lr = plan.optimizer.current_learning_rate  # type: ignore[union-attr]
-    info = {"epoch": run.epoch, "step": run.step, "global_step": run.global_step,
-            "total_steps": total_steps, "loss": loss, "accuracy": acc, "learning_rate": lr}
-    if history.regularization_loss:
-        info["regularization_loss"] = history.regularization_loss[-1]
-    if history.val_loss:
-        info["val_loss"], info["val_accuracy"] = history.val_loss[-1], history.val_accuracy[-1]
-    emit(info, verbose, callback)
-    return list(by_epoch.items())
 
 
 def emit(info: dict[str, Any], verbose: bool, callback: Callable[[dict[str, Any]], None] | None) -> None:

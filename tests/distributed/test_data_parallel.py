@@ -64,6 +64,28 @@ def test_n_ranks_equal_one_process(name, batch_size):
     same_on_every_rank([p.value for p in parallel.network.parameters()])
 
 
+def test_extensions_written_outside_the_package_train_data_parallel(tmp_path_factory):
+    """examples/extension.py: a new activation, loss and optimizer (state "velocity"), N ranks = one process."""
+    import sys
+    from pathlib import Path
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[2] / "examples"))
+    import extension
+
+    X, y = (a.astype(np.float64) for a in sine_data(96))
+    parallel, single = extension.model(), extension.model()
+    parallel.train(X, y, epochs=3, batch_size=32, shuffle=True, seed=1, verbose=False, distributed=True)
+    single.train(X, y, epochs=3, batch_size=32, shuffle=True, seed=1, verbose=False)
+    for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-14)
+        np.testing.assert_allclose(a.state["velocity"], b.state["velocity"], rtol=1e-10, atol=1e-14)
+    same_on_every_rank([p.value for p in parallel.network.parameters()])
+    path = tmp_path_factory.mktemp(f"rank{RANK}") / "ext.npz"
+    parallel.save(path)
+    loaded = pnn.Model.load(path)
+    np.testing.assert_array_equal(loaded.predict(X), parallel.predict(X))
+
+
 def test_a_batch_smaller_than_the_ranks_leaves_some_shards_empty():
     X, y = spiral_data(5, 3, seed=1)  # 15 samples, batches of 2: with 3 ranks one shard is empty every step
     parallel, single = model(pnn.Adam(0.05)), model(pnn.Adam(0.05))

@@ -1,0 +1,158 @@
+"""What ``Model.train``, ``evaluate`` and ``predict`` do: check the arguments and the data once, place the
+model, pick the runner (eager, ``torch.compile``, ``jax.jit`` blocks; MPI through a reducer) and hand over to
+the engine (``runners.fit``).  ``Model`` only composes: it calls these with itself."""
+
+from __future__ import annotations
+
+import math
+from typing import Any
+
+import array_api_compat
+
+from .. import _xp
+from .. import distributed as distributed_
+from .. import metrics as metrics_
+from .._typing import Array
+from ..callbacks import CallbackList
+from . import compiled
+from .loop import History, Scored, batches, prepared_targets
+from .runners import fit
+from .step import Plan, evaluate_sums
+from .validate import check_data, check_features, check_pair, positive_int
+from .weights import host_weights, sample_weights
+
+__all__ = ["evaluate", "predict", "train"]
+
+
+def split(what: str, X: Any, y: Any, fraction: Any, validation_data: Any) -> tuple[Any, Any, Any]:
+    """The last ``fraction`` of the rows as validation data (the order they come in)."""
+    if validation_data is not None:
+        raise ValueError(f"{what}: give validation_data or validation_split, not both")
+    fraction = float(fraction)
+    n = int(X.shape[0]) if hasattr(X, "shape") else 0
+    held = math.ceil(n * fraction) if 0.0 < fraction < 1.0 else 0
+    if not 0.0 < fraction < 1.0 or held in (0, n):
+        raise ValueError(f"{what}: validation_split must leave rows on both sides of the split; got {fraction!r} "
+                         f"of {n} rows")
+    return X[:n - held, ...], y[:n - held, ...], (X[n - held:, ...], y[n - held:, ...])
+
+
+def check(model: Any, what: str, X: Any, y: Any) -> None:
+    """``X`` and ``y`` fit the model (``ValueError``/``TypeError`` naming what does not)."""
+    net = model.network
+    check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
+               target_kind=model.loss.target_kind)
+
+
+def _checked(model: Any, X: Any, y: Any, *, epochs: Any, batch_size: Any, print_every: Any, validation_data: Any,
+             validation_split: Any, sample_weight: Any, class_weight: Any) -> tuple[Any, ...]:
+    """The arguments checked and the data split: ``(X, y, validation_data, weights, epochs, batch_size,
+    print_every)``; ``weights``: per-row weights on the host, or None."""
+    epochs = positive_int("Model.train", "epochs", epochs)
+    batch_size = positive_int("Model.train", "batch_size", batch_size, allow_none=True)
+    print_every = positive_int("Model.train", "print_every", print_every)
+    if sample_weight is not None:
+        sample_weight = host_weights("Model.train", sample_weight, int(X.shape[0]))
+    if validation_split is not None:
+        X, y, validation_data = split("Model.train", X, y, validation_split, validation_data)
+        if sample_weight is not None:
+            sample_weight = sample_weight[:int(X.shape[0])]
+    check(model, "train", X, y)
+    # class weights ("balanced") from the rows trained on, after the split
+    weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
+                             target_kind=model.loss.target_kind, n_outputs=model.network.n_outputs())
+    if validation_data is not None:
+        check(model, "train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
+    return X, y, validation_data, weights, epochs, batch_size, print_every
+
+
+def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, validation_split: Any,
+          compile: Any, distributed: Any, callbacks: Any, sample_weight: Any, class_weight: Any, metrics: Any,
+          epochs: Any, batch_size: Any, print_every: Any, **options: Any) -> History:
+    """``Model.train``: see its docstring."""
+    X, y, validation_data, weights, epochs, batch_size, print_every = _checked(
+        model, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every, validation_data=validation_data,
+        validation_split=validation_split, sample_weight=sample_weight, class_weight=class_weight)
+    parallel = distributed_.resolve(distributed)
+    compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
+    if parallel is not None and compiler is not None:
+        raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
+    hooks = CallbackList(callbacks, model)
+    model.network.place(X)
+    plan.accuracy.init(y)
+    kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
+                              "validation_data": validation_data, "callbacks": hooks, **options,
+                              "metrics": metrics_.check_metrics("train", metrics or [], model.loss,
+                                                                model.network.n_outputs())}
+    if weights is not None:  # sent once, in the model's dtype, where X lives
+        xp = _xp.namespace(X)
+        plan.weights = xp.asarray(weights, dtype=_xp.float_dtype(xp, model.network.dtype()),
+                                  device=_xp.array_device(X))
+    hooks.begin()
+    try:
+        if parallel is not None:
+            history = _train_distributed(model, plan, parallel, X, y, **kwargs)
+        else:
+            history = fit(plan, X, y, runner=compiler or "eager", **kwargs)
+    finally:
+        plan.weights = None
+    hooks.end()
+    return history
+
+
+def _train_distributed(model: Any, plan: Plan, parallel: Any, X: Array, y: Array, *, seed: int | None,
+                       verbose: bool, **kwargs: Any) -> History:
+    assert plan.optimizer is not None
+    if _xp.is_lazy(X) or array_api_compat.is_jax_array(X):  # immutable or lazy: no in-place all-reduce
+        raise TypeError(f"Model.train: distributed training runs on NumPy, PyTorch and CuPy arrays, "
+                        f"got {_xp.describe(X)}")
+    parallel.broadcast(model.network, plan.optimizer)
+    parallel.reseed_dropout(model.network)
+    seed = parallel.seed(seed)
+    model.rank = parallel.rank  # ModelCheckpoint writes on rank 0 only
+    try:
+        return fit(plan, X, y, seed=seed, verbose=verbose and parallel.rank == 0, parallel=parallel, **kwargs)
+    except (FloatingPointError, KeyboardInterrupt, RuntimeError):
+        raise  # met by every rank at the same step: each raises it
+    except BaseException as exc:  # met by this rank alone: the others would wait in the next all-reduce
+        if parallel.size > 1:
+            parallel.abort(exc)
+        raise
+
+
+def evaluate(model: Any, plan: Plan, X: Array, y: Array, *, batch_size: Any, compile: Any, metrics: Any) -> Any:
+    """``Model.evaluate``: see its docstring."""
+    batch_size = positive_int("Model.evaluate", "batch_size", batch_size, allow_none=True)
+    check(model, "evaluate", X, y)
+    xp = _xp.namespace(X)
+    compiler = compiled.choose("evaluate", xp, compile)
+    model.network.place(X)
+    plan.accuracy.init(y)
+    y_loss, y_acc = prepared_targets(plan, xp, y)
+    if compiler == "jax":
+        sums = compiled.evaluate_jax(plan, X, y_loss, y_acc, batch_size)
+    else:  # PyTorch evaluates eagerly: torch.compile of inference costs more than it saves here
+        sums = evaluate_sums(plan, X, y_loss, y_acc, batches(int(X.shape[0]), batch_size))
+    loss, acc = _xp.to_host(xp, list(sums))
+    if metrics is None:
+        return loss, acc
+    checked = metrics_.check_metrics("evaluate", metrics, model.loss, model.network.n_outputs())
+    scored = Scored(plan, checked, [("", X, y)], batch_size)
+    return loss, acc, scored.values(scored.counts(plan))
+
+
+def predict(model: Any, X: Array, *, batch_size: Any, compile: Any) -> Array:
+    """``Model.predict``: see its docstring."""
+    if not model.layers:
+        raise RuntimeError("Model.predict: the model has no layers")
+    batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
+    network = model.network
+    xp = check_features("predict", X, network.n_inputs())
+    compiler = compiled.choose("predict", xp, compile)
+    if X.shape[0] == 0:
+        batch_size = None  # one (empty) batch: an empty result of the right width
+    network.place(X)
+    if compiler == "jax" and X.shape[0] and model.plan is not None:
+        return compiled.predict_jax(model.plan, X, batch_size)
+    outputs = [network.infer(X[s, ...]) for s in batches(int(X.shape[0]), batch_size)]
+    return outputs[0] if len(outputs) == 1 else xp.concat(outputs, axis=0)
