@@ -3,6 +3,7 @@
     python -m benchmarks                       # CPU, NumPy backend: spiral, mnist, wide
     python -m benchmarks --backend cupy        # GPU: adds 'large', compares with PyTorch CUDA
     python -m benchmarks --json out.json --rounds 7
+    python -m benchmarks --workloads spiral spiral/full mnist/full   # /full: full-batch (one step an epoch)
 
 A step is forward, backward and an Adam update (float32, softmax + CE);
 portable_nn runs through ``Model.train`` (one epoch of K batches, one report
@@ -51,12 +52,15 @@ def make_model(sizes: list[int], seed: int = 0) -> pnn.Model:
 class Portable:
     name = "portable_nn"
 
-    def __init__(self, sizes: list[int], batch: int) -> None:
+    def __init__(self, sizes: list[int], batch: int, full: bool = False, steps: int = 1) -> None:
         self.model = make_model(sizes)
-        self.batch = batch
+        self.batch, self.full, self.steps = batch, full, steps
 
     def run(self, X: Any, y: Any) -> None:
-        self.model.train(X, y, epochs=1, batch_size=self.batch, print_every=10**9, verbose=False)
+        if self.full:  # full batch: every step is an epoch's first (and last) step
+            self.model.train(X, y, epochs=self.steps, print_every=10**9, verbose=False)
+        else:
+            self.model.train(X, y, epochs=1, batch_size=self.batch, print_every=10**9, verbose=False)
 
 
 def synchronize(backend: str) -> None:
@@ -106,16 +110,20 @@ def machine_info(backend: Any) -> dict[str, Any]:
 
 
 def bench_workload(name: str, backend: Any, rounds: int, gpu: bool) -> dict[str, Any]:
-    batch, sizes, steps = WORKLOADS[name]
+    base, _, mode = name.partition("/")
+    full = mode == "full"
+    batch, sizes, steps = WORKLOADS[base]
     if gpu:
         steps = max(steps, 50)
     rng = np.random.default_rng(0)
-    X_host = rng.standard_normal((batch * steps, sizes[0])).astype(np.float32)
-    y_host = rng.integers(0, sizes[-1], size=batch * steps).astype(np.int64)
+    rows = batch if full else batch * steps  # full batch: the same batch every step
+    X_host = rng.standard_normal((rows, sizes[0])).astype(np.float32)
+    y_host = rng.integers(0, sizes[-1], size=rows).astype(np.int64)
     X, y = backend.asarray(X_host), backend.asarray(y_host)
-    batches_host = [(X_host[i * batch:(i + 1) * batch], y_host[i * batch:(i + 1) * batch]) for i in range(steps)]
+    batches_host = [(X_host[(i * batch) % rows:(i * batch) % rows + batch],
+                     y_host[(i * batch) % rows:(i * batch) % rows + batch]) for i in range(steps)]
     impls: dict[str, Any] = {}
-    portable = Portable(sizes, batch)
+    portable = Portable(sizes, batch, full, steps)
     impls["portable_nn"] = lambda: portable.run(X, y)
     if backend.name == "numpy":
         tuned, naive = TunedNumpy(sizes), NaiveNumpy(sizes)
@@ -129,14 +137,15 @@ def bench_workload(name: str, backend: Any, rounds: int, gpu: bool) -> dict[str,
 
         dev = "cuda" if gpu else "cpu"
         tx, ty = torch.asarray(X_host, device=dev), torch.asarray(y_host, device=dev)
-        tb = [(tx[i * batch:(i + 1) * batch], ty[i * batch:(i + 1) * batch]) for i in range(steps)]
+        tb = [(tx[(i * batch) % rows:(i * batch) % rows + batch], ty[(i * batch) % rows:(i * batch) % rows + batch])
+              for i in range(steps)]
         teager = TorchEager(sizes, device=dev)
         impls["pytorch eager"] = lambda: [teager.step(a, b) for a, b in tb]
         if gpu and backend.name != "numpy":
             import array_api_compat
 
             xp = array_api_compat.array_namespace(X)
-            gb = [(X[i * batch:(i + 1) * batch, ...], None) for i in range(steps)]
+            gb = [(X[(i * batch) % rows:(i * batch) % rows + batch, ...], None) for i in range(steps)]
             ggemm = GemmOnly(sizes, xp=xp)
             ggemm.w = [backend.asarray(w) for w, _ in init_weights(sizes)]
             impls["GEMM only"] = lambda: [ggemm.step(a, b) for a, b in gb]
@@ -174,7 +183,7 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     backend = get_backend(args.backend, args.device)
     gpu = args.backend == "cupy" or (args.device or "").startswith("cuda")
-    names = args.workloads or [w for w in WORKLOADS if gpu or w != "large"]
+    names = args.workloads or [w for w in WORKLOADS if gpu or w != "large"] + ["spiral/full", "mnist/full"]
     info = machine_info(backend)
     print(" ".join(f"{k}={v}" for k, v in info.items() if k != "blas"))
     results = []

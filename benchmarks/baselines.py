@@ -213,6 +213,7 @@ class JaxJit:
             params = jax.tree.map(lambda p, m, v: p - lr * m / (jnp.sqrt(v) * c2 + EPS), params, m, v)
             return params, m, v, t, loss, jnp.sum(jnp.argmax(logits, axis=1) == y)
 
+        self.raw_step = step
         self.jit = jax.jit(step, donate_argnums=(0, 1, 2))
         self.params = [(jnp.asarray(w), jnp.asarray(b[0])) for w, b in init_weights(sizes, seed)]
         self.m = jax.tree.map(jnp.zeros_like, self.params)
@@ -225,6 +226,37 @@ class JaxJit:
 
     def block(self) -> None:
         self.t.block_until_ready()
+
+
+class JaxScan(JaxJit):
+    """The hand-written JAX step fused over a whole epoch by ``lax.scan`` under one ``jax.jit`` (no dispatch
+    per step): the ceiling for compiled portable_nn, which runs blocks of epochs the same way.  Like
+    ``Model.train``, it reads the epoch's losses back to the host."""
+
+    name = "hand-written jax lax.scan"
+
+    def __init__(self, sizes: list[int], batch: int, seed: int = 0) -> None:
+        import jax
+
+        super().__init__(sizes, seed)
+        step = self.raw_step
+
+        def epoch(params: Any, m: Any, v: Any, t: Any, X: Any, y: Any) -> Any:
+            xs = (X.reshape(-1, batch, X.shape[1]), y.reshape(-1, batch))
+
+            def body(carry: Any, xy: Any) -> Any:
+                params, m, v, t, loss, correct = step(*carry, *xy)
+                return (params, m, v, t), (loss, correct)
+
+            (params, m, v, t), (losses, correct) = jax.lax.scan(body, (params, m, v, t), xs)
+            return params, m, v, t, losses, correct
+
+        self.scan = jax.jit(epoch, donate_argnums=(0, 1, 2))
+
+    def epoch(self, X: Any, y: Any) -> None:
+        self.params, self.m, self.v, self.t, losses, self.correct = self.scan(self.params, self.m, self.v, self.t,
+                                                                              X, y)
+        self.losses = np.asarray(losses)
 
 
 class TorchCompiled(TorchEager):

@@ -77,8 +77,10 @@ class Layer:
 
     def arrays(self) -> dict[str, Array]:
         """The pure core's ``arrays``: each parameter's value, then each buffer, by name."""
-        out = {name: p.value for name, p in self.__dict__.get("params", {}).items()}
-        out.update(self.buffers())
+        params = self.__dict__.get("params")
+        out = {name: p._value for name, p in params.items()} if params else {}
+        for name in self.buffer_names:
+            out[name] = getattr(self, name)
         return out
 
     # -- the pure core ------------------------------------------------------------
@@ -92,8 +94,8 @@ class Layer:
         return (clone.forward(x, training) if getattr(self, "has_training_mode", False) else clone.forward(x)), clone
 
     def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
-        """The backward pass as a function: ``(dinput, {parameter name: gradient})``.  Default: the book's
-        ``backward`` on the copy that ``apply`` made."""
+        """The backward pass as a function: ``(dinput, {parameter name: gradient})``, the gradients in the
+        order of ``parameters()``.  Default: the book's ``backward`` on the copy that ``apply`` made."""
         dinput = cache.backward(dvalue)
         return dinput, {p.name: p.grad for p in getattr(cache, "parameters", list)()}
 
@@ -336,7 +338,7 @@ class Dense(ParametricLayer):
         """``sum(dvalue, axis=0)`` as a ``(1, n)`` row.  On NumPy and CuPy as a product with a cached row of
         ones: one BLAS call, 3-4x faster than the reduction; elsewhere (traced code keeps no arrays) the sum."""
         xp = _xp.namespace(dvalue)
-        if not (_xp.is_numpy_array(dvalue) or _xp.array_api_compat.is_cupy_array(dvalue)):
+        if not (isinstance(dvalue, np.ndarray) or _xp.array_api_compat.is_cupy_array(dvalue)):
             return xp.sum(dvalue, axis=0, keepdims=True)
         key = (type(dvalue), dvalue.shape[0], dvalue.dtype, _xp.array_device(dvalue))
         if self._ones is None or self._ones[0] != key:

@@ -130,7 +130,7 @@ class Network:
             dvalue, by_layer[i] = vjp(arrays[i], caches[i], dvalue)
             if dvalue is None:  # a first layer skipped the unused dL/dX
                 break
-        return [by_layer[i][p.name] for i, layer in enumerate(self.layers) for p in _parameters(layer)]
+        return [grad for grads in by_layer for grad in grads.values()]  # each layer's in parameters() order
 
     def next_buffers(self, arrays: list[dict[str, Array]], caches: list[Any]) -> list[Array]:
         """The buffers after a training forward pass, in ``buffers()`` order."""

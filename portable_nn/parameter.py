@@ -245,15 +245,29 @@ class FlatParameters:
             p.detach()
             p.owner = self
             self.grad_views.append(xp.reshape(self.grad[off:off + size], shape))
+        self._views = self._views_of(self.param, self.state)
+        self._spare_views: list[tuple[Array, dict[str, Array]]] = []
         self._bind()
 
+    def _views_of(self, param: Array, state: list[Array]) -> list[tuple[Array, dict[str, Array]]]:
+        """Per parameter, its value and state as views of the buffers ``param`` and ``state``."""
+        xp = _xp.namespace(param)
+        names = self.state_names
+        return [(xp.reshape(param[off:off + size], shape),
+                 {key: xp.reshape(buf[off:off + size], shape) for key, buf in zip(names, state, strict=True)})
+                for off, size, shape in self.offsets]
+
     def _bind(self) -> None:
-        """Rebind each parameter's value and state to views of the current buffers."""
-        xp = _xp.namespace(self.param)
-        for p, (off, size, shape) in zip(self.params, self.offsets, strict=True):
-            p._value = xp.reshape(self.param[off:off + size], shape)
-            for key, buf in zip(self.state_names, self.state, strict=True):
-                p._state[key] = xp.reshape(buf[off:off + size], shape)
+        """Rebind each parameter's value and state to the views of the current buffers."""
+        for p, (value, state) in zip(self.params, self._views, strict=True):
+            p._value = value
+            p._state.update(state)
+
+    @property
+    def views(self) -> list[tuple[Array, dict[str, Array]]]:
+        """Per parameter, its current value and state (views of the current buffers; not written by the next
+        double-buffered update)."""
+        return self._views
 
     @property
     def double_buffered(self) -> bool:
@@ -265,12 +279,14 @@ class FlatParameters:
         if self._spare is None:
             xp = _xp.namespace(self.param)
             self._spare = (xp.empty_like(self.param), [xp.empty_like(s) for s in self.state])
+            self._spare_views = self._views_of(*self._spare)
         return self._spare
 
     def swap(self) -> None:
         """The spares (just written) become the current buffers, and the parameters' views follow."""
         assert self._spare is not None
         (self.param, self.state), self._spare = self._spare, (self.param, self.state)
+        self._views, self._spare_views = self._spare_views, self._views
         self._bind()
 
     @staticmethod

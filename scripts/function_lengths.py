@@ -27,9 +27,9 @@ def main() -> int:
     root = pathlib.Path(__file__).resolve().parent.parent / "portable_nn"
     over = []
     for path in sorted(root.rglob("*.py")):
-        for node in ast.walk(ast.parse(path.read_text(), str(path))):
-            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and code_lines(node) > LIMIT:
-                over.append(f"{path.relative_to(root.parent)}:{node.lineno} {node.name}: {code_lines(node)} lines")
+        over.extend(f"{path.relative_to(root.parent)}:{node.lineno} {node.name}: {code_lines(node)} lines"
+                    for node in ast.walk(ast.parse(path.read_text(), str(path)))
+                    if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)) and code_lines(node) > LIMIT)
     model = root / "model.py"
     n = len(model.read_text().splitlines())
     if n > MODEL_LIMIT:

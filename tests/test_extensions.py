@@ -13,7 +13,7 @@ import portable_nn as pnn
 from portable_nn.datasets import sine_data
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "examples"))
-import extension  # noqa: E402  (the user's module, outside the package)
+import extension  # the user's module, outside the package
 
 
 def test_the_new_activation_and_loss_pass_the_gradient_check(backend):

@@ -25,7 +25,8 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING
 
-from array_api_compat import is_cupy_array, is_numpy_array, is_writeable_array
+import numpy as np
+from array_api_compat import is_cupy_array
 
 from .. import _xp
 from .._typing import Array
@@ -70,7 +71,7 @@ def optimizer_kernels(x: Array) -> ModuleType | None:
     """The kernel module that can update ``x`` in place, or None for the portable path."""
     if not fast_paths_enabled():
         return None
-    if is_numpy_array(x) and is_writeable_array(x):
+    if isinstance(x, np.ndarray) and x.flags.writeable:  # is_writeable_array, without its generic dispatch
         from . import numpy as numpy_kernels
 
         return numpy_kernels

@@ -75,19 +75,26 @@ class Kept:
 
     def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
         self.xp, self.network, self.optimizer = xp, network, optimizer
+        self.params = network.parameters()  # fixed for a train call
         self.verified: tuple[Any, int, int] | None = None
 
     def free(self) -> bool:
         """Whether a snapshot costs nothing: no parameter lives in a buffer that is updated in place (the
         NumPy kernels write the next step into a spare buffer: the current one stays intact for a step)."""
-        return all(p.owner is None or p.owner.double_buffered for p in self.network.parameters())
+        owner = self.params[0].owner if self.params else None
+        if owner is not None and owner.double_buffered and owner.valid:
+            return True  # every parameter is a view of it while it is valid
+        return all(p.owner is None or p.owner.double_buffered for p in self.params)
 
     def take(self) -> Any:
-        def keep(p: Any, a: Array) -> Array:
-            return self.xp.asarray(a, copy=True) if p.owner is not None and not p.owner.double_buffered else a
+        owner = self.params[0].owner if self.params else None
+        if owner is not None and owner.double_buffered and owner.valid and len(owner.params) == len(self.params):
+            params = [(p, value, state) for p, (value, state) in zip(self.params, owner.views, strict=True)]
+        else:
+            def keep(p: Any, a: Array) -> Array:
+                return self.xp.asarray(a, copy=True) if p.owner is not None and not p.owner.double_buffered else a
 
-        params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()})
-                  for p in self.network.parameters()]
+            params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()}) for p in self.params]
         # buffers (running statistics) are rebound by every forward pass, never written in place: references
         return params, (self.optimizer.iterations, self.optimizer.current_learning_rate), self.network.buffer_values()
 
@@ -138,8 +145,7 @@ class EagerGuard(Guard):
                 f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {where} {HINT}"
             )
         self.since += 1
-        if (self.kept.verified is None or self.step == 1 or self.since >= self.COPY_EVERY
-                or self.kept.free()):
+        if self.kept.free() or self.kept.verified is None or self.step == 1 or self.since >= self.COPY_EVERY:
             self.kept.verified, self.since = (self.kept.take(), self.epoch, self.step), 0
 
     def at_end(self) -> None:
