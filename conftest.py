@@ -48,3 +48,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(pytest.mark.skip(reason="slow: pass --run-slow"))
+    # A test that asks for no backend (no ``backend``/``xp`` fixture) is the same on every backend: it runs
+    # once, in the numpy session, not again in each of the others.
+    if config.getoption("--backend") != "numpy":
+        unused = [item for item in items if not {"backend", "xp"} & set(getattr(item, "fixturenames", ()))]
+        if unused:
+            config.hook.pytest_deselected(items=unused)
+            dropped = {id(item) for item in unused}
+            items[:] = [item for item in items if id(item) not in dropped]

@@ -81,6 +81,9 @@ class Optimizer:
         self.current_learning_rate = self.learning_rate
         self.iterations = 0
         self._flat: FlatParameters | None = None
+        # the kernels write each step into a second buffer, leaving the step before intact (the divergence
+        # guard sets it for a train call where it would otherwise copy the parameters often)
+        self.keep_previous = False
 
     def pre_update_params(self) -> None:
         if self.schedule is not None or self.decay:
@@ -190,6 +193,8 @@ class Optimizer:
         """The flat buffer of ``params`` for the kernels (rebuilt when a parameter was reassigned), or None."""
         if self._flat is None or not self._flat.serves(params, self.state_names):
             self._flat = FlatParameters(params, self.state_names) if FlatParameters.fits(params) else None
+        if self._flat is not None:
+            self._flat.keep_previous = self.keep_previous
         return self._flat
 
     def rule(self, xp: Namespace, value: Array, grad: Array, state: State, lr: Any, t: Any) -> tuple[Array, State]:

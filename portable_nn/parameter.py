@@ -241,6 +241,7 @@ class FlatParameters:
         self.grad_views = []
         self.offsets = list(zip(offsets, sizes, shapes, strict=True))
         self._spare: tuple[Array, list[Array]] | None = None
+        self.keep_previous = False
         for p, (off, size, shape) in zip(params, self.offsets, strict=True):
             p.detach()
             p.owner = self
@@ -271,8 +272,9 @@ class FlatParameters:
 
     @property
     def double_buffered(self) -> bool:
-        """Whether updates go to spare buffers (so the arrays of the step before stay intact)."""
-        return self._spare is not None
+        """Whether updates go to spare buffers (so the arrays of the step before stay intact): the optimizer's
+        ``keep_previous``, which the divergence guard sets where it would otherwise copy often."""
+        return self.keep_previous
 
     def spares(self) -> tuple[Array, list[Array]]:
         """The spare parameter and state buffers (made at the first double-buffered update)."""

@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 import portable_nn as pnn
+from portable_nn.datasets import spiral_data
 
 RNG = np.random.default_rng(11)
 STEPS = 6
@@ -255,3 +256,33 @@ def test_a_copied_or_pickled_model_keeps_training():
             assert not np.array_equal(clone.layers[0].weight, before)
             assert clone.optimizer.iterations == 4
             np.testing.assert_array_equal(clone.layers[0].weight, clone.network.parameters()[0].value)
+
+
+@pytest.mark.only_xp_backends("numpy", reason="the NumPy kernels' flat buffers")
+@pytest.mark.parametrize(("batch_size", "double"), [(None, True), (10, False)])
+def test_the_kernels_double_buffer_where_the_guard_would_copy_often(backend, batch_size, double):
+    """Full batch (one step an epoch): each update goes to a second buffer and the guard keeps the step before
+    by reference; mini-batches of 9 steps: in place, a copy at each epoch's start.  Both equal the portable rule
+    to the bit, and the arrays of the step before stay intact in the double-buffered run."""
+    X, y = spiral_data(30, 3, seed=5)
+    results, modes = {}, []
+    for fast in (True, False):
+        m = pnn.Model().add(pnn.Dense(2, 16, seed=0)).add(pnn.ReLU()).add(pnn.Dense(16, 3, seed=1))
+        m.add(pnn.Softmax()).set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.02)).finalize()
+        before: list[tuple[np.ndarray, np.ndarray]] = []
+
+        def look(info, m=m, fast=fast, before=before):
+            flat = m.optimizer._flat
+            if fast and flat is not None:
+                modes.append(flat.double_buffered)
+                if before:  # the step before's array, held by reference: intact only where double-buffered
+                    reference, copy = before[-1]
+                    assert np.array_equal(reference, copy) == double
+                before.append((m.layers[0].weight, np.array(m.layers[0].weight)))
+
+        with pnn.fast_paths(fast):
+            m.train(X, y, epochs=6, batch_size=batch_size, verbose=False, callback=look)
+        results[fast] = [np.array(p.value) for p in m.network.parameters()]
+    assert set(modes) == {double}
+    for a, b in zip(results[True], results[False], strict=True):
+        np.testing.assert_array_equal(a, b)

@@ -107,6 +107,8 @@ def test_compiled_training_weights_as_eager_does(backend):
     assert hp.loss[-1] != pytest.approx(hf.loss[-1], rel=1e-6)
 
 
+@pytest.mark.skip_xp_backends(
+    "dask", reason="Dask arrays take no weights (test_integer_weights_train_as_repeated_rows checks the error)")
 def test_class_weights_balanced_and_by_dict(backend):
     X, y = spiral_data(40, 3, seed=2)
     keep = np.r_[0:40, 40:60, 80:90]  # unbalanced: 40, 20 and 10 rows
@@ -115,8 +117,6 @@ def test_class_weights_balanced_and_by_dict(backend):
     sklearn = pytest.importorskip("sklearn.utils.class_weight")
     np.testing.assert_allclose(expected, sklearn.compute_class_weight("balanced", classes=np.arange(3), y=y))
     a, b, c = classifier(), classifier(), classifier()
-    if backend.name == "dask":
-        pytest.skip("Dask arrays take no weights (test_integer_weights_train_as_repeated_rows checks the error)")
     Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
     ha = a.train(Xb, yb, epochs=5, verbose=False, class_weight="balanced")
     hb = b.train(Xb, yb, epochs=5, verbose=False, sample_weight=expected[y])

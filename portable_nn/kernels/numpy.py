@@ -3,8 +3,9 @@
 Every rule computes the portable formula of its optimizer (``optimizers.py``)
 operation by operation in the same order, so the float32 results are the
 same bits; only the temporaries are gone.  A rule reads the current buffers
-(``p``, its state) and writes the new values into the spare ones (``p2``,
-...): the two swap after the step (double buffering).  The rules consume
+(``p``, its state) and writes the new values into ``p2``, ...: the same
+buffers (in place), or spare ones that then swap with them (double
+buffering, where the guard keeps the step before).  The rules consume
 ``g``: it is the optimizer's own flat copy of the gradients, rewritten by the
 next gather.
 """
@@ -89,18 +90,20 @@ KERNELS: dict[str, Callable[..., None]] = {
 
 
 def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | None = None) -> None:
-    """Run rule ``kernel`` chunk by chunk from the flat buffers into their spares, then swap the two: the
-    arrays of the step before stay intact (the divergence guard keeps them by reference, at no cost).
-    ``ok`` is for device backends only."""
+    """Run rule ``kernel`` chunk by chunk over the flat buffers: in place, or -- where the flat buffer keeps the
+    step before (``double_buffered``) -- into the spare buffers, which then swap with the current ones, so
+    the divergence guard keeps the arrays of the last finite step by reference.  (The rules are elementwise:
+    an output may be its input.)  ``ok`` is for device backends only."""
     rule = KERNELS[kernel]
     n = flat.param.shape[0]
     scratch = flat.work.get("numpy")
     if scratch is None:  # one chunk of scratch, not a parameter-sized buffer
         scratch = flat.work["numpy"] = np.empty(min(n, CHUNK), dtype=flat.param.dtype)
-    spare_param, spare_state = flat.spares()
+    out_param, out_state = flat.spares() if flat.double_buffered else (flat.param, flat.state)
     for start in range(0, n, CHUNK):
         stop = min(start + CHUNK, n)
         rule(flat.param[start:stop], flat.grad[start:stop], scratch[:stop - start],
-             *(s[start:stop] for s in flat.state), spare_param[start:stop],
-             *(s[start:stop] for s in spare_state), **args)
-    flat.swap()
+             *(s[start:stop] for s in flat.state), out_param[start:stop],
+             *(s[start:stop] for s in out_state), **args)
+    if flat.double_buffered:
+        flat.swap()

@@ -55,7 +55,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
     step = compiled.torch_stepper(plan) if runner == "torch" else train_step
     if not _xp.is_lazy(X):
         source: Any = InMemory(plan, X, y, batch_size, shuffle, rng)
-        eager = EagerRunner(plan, source, xp, guard_for(X, plan.network, optimizer), step, parallel,
+        eager = EagerRunner(plan, source, xp, guard_for(X, plan.network, optimizer, source.steps), step, parallel,
                             validation_data, batch_size)
         return run(plan, eager, xp, **options)
     # Dask: stream windows of blocks into their own library (training/stream.py); the parameters and state
@@ -63,8 +63,8 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
     source = Streamed(plan, X, y, batch_size, shuffle, rng)
     local = source.first_block()
     with _moved(plan, local, X):
-        eager = EagerRunner(plan, source, _xp.namespace(local), guard_for(local, plan.network, optimizer),
-                            step, parallel, validation_data, batch_size)
+        guard = guard_for(local, plan.network, optimizer, source.steps)
+        eager = EagerRunner(plan, source, _xp.namespace(local), guard, step, parallel, validation_data, batch_size)
         return run(plan, eager, _xp.namespace(local), **options)
 
 
