@@ -10,7 +10,7 @@ another edit.
 from __future__ import annotations
 
 import math
-from typing import Any
+from typing import Any, ClassVar
 
 from . import _xp, kernels
 from ._typing import Array, Namespace
@@ -27,6 +27,8 @@ def softmax_parts(xp: Namespace, z: Array) -> tuple[Array, Array, Array]:
 
 class Activation(Layer):
     """An activation: no parameters; ``predictions(output)`` is the output itself."""
+
+    abstract: ClassVar[bool] = True  # a base: not in the registry of classes a file may name
 
     def predictions(self, output: Array) -> Array:
         return output

@@ -17,7 +17,10 @@ the same decision; ``ModelCheckpoint`` writes on rank 0 only).
 from __future__ import annotations
 
 import math
+import string
 from typing import Any
+
+from . import metrics
 
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
 
@@ -47,6 +50,16 @@ class Callback:
         return {}
 
 
+def _direction(owner: str, monitor: str) -> str:
+    """``"max"`` or ``"min"`` for ``mode="auto"``: what the figure or metric named ``monitor`` declares."""
+    greater = metrics.greater_is_better(monitor)
+    if greater is None:
+        raise ValueError(f"{owner}: mode='auto' cannot tell whether {monitor!r} should go up or down (known: "
+                         f"{', '.join(sorted([*metrics.FIGURES, *metrics.Metric.by_name]))}, each also as val_*); "
+                         f"pass mode='max' or mode='min'")
+    return "max" if greater else "min"
+
+
 class _Monitor(Callback):
     """Tracks the best value of ``monitor`` (lower is better for losses, higher for accuracies)."""
 
@@ -57,7 +70,7 @@ class _Monitor(Callback):
         if not math.isfinite(min_delta) or min_delta < 0:
             raise ValueError(f"{owner}: min_delta must be a finite number >= 0, got {min_delta!r}")
         self.owner, self.monitor, self.min_delta = owner, str(monitor), min_delta
-        self.mode = ("max" if "acc" in self.monitor else "min") if mode == "auto" else mode
+        self.mode = mode if mode != "auto" else _direction(owner, self.monitor)
         self.best = math.inf if self.mode == "min" else -math.inf
 
     def reset(self) -> None:
@@ -126,8 +139,9 @@ class ModelCheckpoint(_Monitor):
     """Save the model (the model file format, written atomically) at each epoch's end.
 
     ``save_best_only``: only when ``monitor`` improved.  ``path`` may hold
-    ``{epoch}`` (formatted with the epoch number).  In data-parallel training
-    only rank 0 writes.
+    ``{epoch}`` and the epoch's figures (``"ck-{epoch:02d}-{val_loss:.2f}.npz"``,
+    Keras's pattern), formatted with the epoch's logs.  In data-parallel
+    training only rank 0 writes.
     """
 
     def __init__(self, path: Any, monitor: str = "val_loss", *, save_best_only: bool = True,
@@ -135,19 +149,40 @@ class ModelCheckpoint(_Monitor):
         super().__init__("ModelCheckpoint", monitor, min_delta, mode)
         self.path, self.save_best_only = path, bool(save_best_only)
         self.saved: list[str] = []
+        self.fields = _fields("ModelCheckpoint", str(path))
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.reset()
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
         if (self.improved(self.value(logs)) or not self.save_best_only) and getattr(self.model, "rank", 0) == 0:
-            path = str(self.path).format(epoch=epoch)
+            missing = sorted(self.fields - {"epoch", *logs})
+            if missing:
+                raise ValueError(f"ModelCheckpoint: path {str(self.path)!r} names {missing}, which are not among "
+                                 f"this run's figures {sorted(logs)} (val_* figures need validation data)")
+            path = str(self.path).format(**{**logs, "epoch": epoch})
             self.model.save(path)
             self.saved.append(path)
         return None
 
     def get_config(self) -> dict[str, Any]:
         return {"path": str(self.path), "monitor": self.monitor, "save_best_only": self.save_best_only}
+
+
+def _fields(owner: str, path: str) -> set[str]:
+    """The names a path pattern formats (``{epoch:02d}``, ``{val_loss:.2f}``); a malformed pattern is refused."""
+    hint = "use names in braces, e.g. 'ck-{epoch:02d}-{val_loss:.2f}.npz'"
+    try:
+        fields = {name for _, name, _, _ in string.Formatter().parse(path) if name is not None}
+    except ValueError as exc:
+        raise ValueError(f"{owner}: path {path!r} is not a valid pattern ({exc}); {hint}") from None
+    if "" in fields or any(name.isdigit() for name in fields):
+        raise ValueError(f"{owner}: path {path!r} has a positional field; {hint}")
+    try:
+        path.format(**dict.fromkeys(fields, 1.0) | {"epoch": 1})
+    except (IndexError, KeyError, ValueError) as exc:
+        raise ValueError(f"{owner}: path {path!r} is not a valid pattern ({exc}); {hint}") from None
+    return fields
 
 
 class ReduceLROnPlateau(_Monitor):

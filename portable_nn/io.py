@@ -101,6 +101,10 @@ def _checked_array(name: str, value: np.ndarray, spec: Any) -> np.ndarray:
     return value
 
 
+class _Newer(ValueError):
+    """A well-formed file of a format this version does not know yet."""
+
+
 def _read(path: Any, kind: str, max_bytes: int = MAX_BYTES) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
     """Header and arrays of a file, every size, shape and dtype checked; ValueError otherwise.
 
@@ -124,12 +128,17 @@ def _read(path: Any, kind: str, max_bytes: int = MAX_BYTES) -> tuple[dict[str, A
             if not isinstance(header, dict) or header.get("format") != FORMAT:
                 raise ValueError("not a portable_nn file")
             version = header.get("version")
+            if type(version) is int and version > FORMAT_VERSION:
+                raise _Newer(f"{path}: saved by a newer version of portable_nn (format {version}); this is format "
+                             f"{FORMAT_VERSION}: upgrade portable_nn to read it")
             if type(version) is not int or version != FORMAT_VERSION:
                 raise ValueError(f"format version {header.get('version')!r}, this library reads {FORMAT_VERSION}")
             specs = header.get("arrays")
             if not isinstance(specs, dict) or set(specs) != set(npz.files) - {HEADER}:
                 raise ValueError("the array list does not match the header")
             arrays = {name: _checked_array(name, npz[name], spec) for name, spec in specs.items()}
+    except _Newer:
+        raise
     except ValueError as exc:
         raise ValueError(f"{path}: not a valid portable_nn {kind} file ({exc})") from None
     except Exception as exc:  # a damaged zip/npy raises many kinds; all mean "bad file"

@@ -53,6 +53,8 @@ class Layer:
     has_training_mode: ClassVar[bool] = False
     # State that is not trained but saved and carried with the parameters (BatchNorm's running statistics)
     buffer_names: ClassVar[tuple[str, ...]] = ()
+    # The fewest rows a training batch may have (BatchNorm: 2); Model.train checks every batch before a step
+    min_batch: ClassVar[int] = 1
     params: dict[str, Parameter]
 
     input: Array = None
@@ -177,6 +179,8 @@ def _check_factor(name: str, value: float) -> float:
 
 class ParametricLayer(Layer):
     """A layer with parameters: held on the host from construction until the first forward places them."""
+
+    abstract: ClassVar[bool] = True  # a base: not in the registry of classes a file may name
 
     dtype: str
     n_inputs: int

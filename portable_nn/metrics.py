@@ -29,6 +29,14 @@ class Metric:
 
     name: ClassVar[str] = "metric"
     needs: ClassVar[str] = "classes"  # "classes" (integer labels) or "values" (regression targets)
+    greater_is_better: ClassVar[bool] = True  # the direction callbacks in mode="auto" take (MAE: lower)
+    # every metric class by its ``name``: what a callback's mode="auto" looks a monitored name up in
+    by_name: ClassVar[dict[str, type[Metric]]] = {}
+
+    def __init_subclass__(cls, **kwargs: Any) -> None:
+        super().__init_subclass__(**kwargs)
+        if "name" in cls.__dict__:
+            Metric.by_name[cls.name] = cls
 
     def counts(self, xp: Any, output: Array, y: Array) -> list[Array]:  # pragma: no cover - abstract
         raise NotImplementedError
@@ -123,6 +131,7 @@ class TopKAccuracy(Metric):
 class MAE(Metric):
     name = "mae"
     needs = "values"
+    greater_is_better = False
 
     def counts(self, xp: Any, output: Array, y: Array) -> list[Array]:
         y = xp.reshape(xp.astype(y, output.dtype), output.shape)
@@ -151,6 +160,9 @@ def check_metrics(what: str, metrics: Any, loss: Any, n_outputs: int | None = No
                 and not _binary(loss, n_outputs):
             raise ValueError(f"Model.{what}: {metric!r} needs class labels (a categorical loss, or a binary one "
                              f"with one output); this model's loss is {loss!r} with {n_outputs} outputs")
+        if metric.needs == "values" and loss is not None and loss.target_kind != "values":
+            raise ValueError(f"Model.{what}: {metric!r} compares outputs with regression targets; this model's "
+                             f"loss {loss!r} takes {loss.target_kind} (use accuracy, precision, recall or F1)")
         checked.append(metric)
     return checked
 
@@ -182,6 +194,22 @@ def metric_counts(metrics: list[Metric], xp: Any, outputs: list[tuple[Array, Arr
             total = counts if total is None else [a + b for a, b in zip(total, counts, strict=True)]
         sums.append(total or [])
     return sums
+
+
+# What the training figures are, beside the metrics: True where higher is better.
+FIGURES = {"loss": False, "data_loss": False, "regularization_loss": False, "accuracy": True}
+
+
+def greater_is_better(name: str) -> bool | None:
+    """The direction of a figure or metric named ``name`` (``val_`` prefix and ``_<i>`` suffix aside), or None
+    when the name is unknown."""
+    base = name[4:] if name.startswith("val_") else name
+    for candidate in (base, base.rsplit("_", 1)[0] if base.rsplit("_", 1)[-1].isdigit() else base):
+        if candidate in FIGURES:
+            return FIGURES[candidate]
+        if candidate in Metric.by_name:
+            return Metric.by_name[candidate].greater_is_better
+    return None
 
 
 def metric_values(metrics: list[Metric], counts: list[list[Array]], prefix: str = "") -> dict[str, Any]:

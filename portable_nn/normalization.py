@@ -7,7 +7,7 @@ are one function along different axes (``normalized_backward``).  BatchNorm's ru
 
 from __future__ import annotations
 
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 
@@ -155,6 +155,7 @@ class BatchNorm(_Normalization):
     """
 
     has_training_mode = True
+    min_batch: ClassVar[int] = 2  # one row has variance 0: Model.train refuses such batches before any step
     buffer_names = ("running_mean", "running_var")
     running_mean, running_var = _Buffer(), _Buffer()
 

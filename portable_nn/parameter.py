@@ -82,6 +82,15 @@ class Parameter:
             self._state[key] = self._conform(value, f"{self.name}_{key}")
         self.detach()
 
+    def conform(self, value: Array) -> Array:
+        """``value`` checked to fit this parameter and cast to its dtype (not assigned)."""
+        return self._conform(value, self.name)
+
+    def adopt(self, value: Array, state: Mapping[str, Array]) -> None:
+        """Take arrays a compiled step made from this parameter's own (no checks: they fit by construction)."""
+        self.detach()
+        self._value, self._state = value, dict(state)
+
     def detach(self) -> None:
         """Leave the flat buffer (the next fast update rebuilds it around the new arrays)."""
         if self.owner is not None:

@@ -42,10 +42,14 @@ class Generator:
 
         return self._state("jax", lambda: [jax.random.key(self.seed)])[0]
 
+    def continue_jax(self, key: Any) -> None:
+        """Go on with the JAX stream from ``key`` (the key a compiled block handed back)."""
+        self._states["jax"] = [key]
+
     def with_jax_key(self, key: Any) -> Generator:
         """A generator with this seed whose JAX stream continues from ``key`` (possibly traced)."""
         g = Generator(self.seed)
-        g._states["jax"] = [key]
+        g.continue_jax(key)
         return g
 
     def uniform(self, xp: Any, shape: tuple[int, ...], *, dtype: Any, device: Any) -> Any:

@@ -3,7 +3,8 @@
 A class registers under its bare name when it is defined (``__init_subclass__``).  Two classes may not
 share a name: a user's class named ``Dense`` would otherwise replace the built-in one and change what every
 saved file loads as.  A class redefined under the same module and name (a re-run notebook cell, a reloaded
-module) replaces its older self.  Classes whose name starts with ``_`` are private bases: not registered.
+module) replaces its older self.  Bases that are not meant to be built from a file -- a name starting with
+``_``, or ``abstract = True`` in the class body (``ParametricLayer``, ``Activation``) -- are not registered.
 """
 
 from __future__ import annotations
@@ -16,7 +17,7 @@ __all__ = ["register"]
 def register(registry: dict[str, Any], cls: type, what: str) -> None:
     """Add ``cls`` to ``registry`` under its name; a ``TypeError`` if another class holds the name."""
     name = cls.__name__
-    if name.startswith("_"):
+    if name.startswith("_") or cls.__dict__.get("abstract", False):
         return
     held = registry.get(name)
     if held is not None and held is not cls and (held.__module__, held.__qualname__) != (cls.__module__,

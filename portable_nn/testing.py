@@ -26,6 +26,7 @@ portable_nn's own suite runs on it (its root ``conftest.py``).
 
 from __future__ import annotations
 
+import contextlib
 import os
 from dataclasses import dataclass
 from typing import Any
@@ -58,10 +59,20 @@ def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line("markers", "skip_xp_backends(*names, reason): skip on these backends")
     config.addinivalue_line("markers", "only_xp_backends(*names, reason, device=None): run on these backends only "
                                        "(and on that device type)")
+    name = config.getoption("--backend")
+    if name not in BACKENDS:  # argparse checks --backend's choices, not a default from the environment
+        raise pytest.UsageError(f"PORTABLE_NN_BACKEND={name!r} is not a backend; choose from {', '.join(BACKENDS)}")
+    if name == "jax":
+        # float64 on from the start, for every test: not from whichever test first asks for the fixture
+        with contextlib.suppress(BackendUnavailable):
+            get_backend(name, config.getoption("--device"))
 
 
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
     name, dev = config.getoption("--backend"), config.getoption("--device") or "cpu"
+    for item in items:  # every marker says why, whichever backend is selected
+        for marker in [*item.iter_markers("skip_xp_backends"), *item.iter_markers("only_xp_backends")]:
+            _reason(marker)
     for item in items:
         for marker in item.iter_markers("skip_xp_backends"):
             if name in marker.args:

@@ -2,6 +2,7 @@
 
 import numpy as np
 import pytest
+from helpers import torch_grad
 
 import portable_nn as pnn
 from portable_nn import gradcheck
@@ -131,3 +132,20 @@ def test_relu_backward_fast_path_equals_reference(backend):
             results.append(backend.to_numpy(layer.backward(d)))
     assert pnn.fast_paths_enabled() == before  # the scope restored the switch
     np.testing.assert_array_equal(results[0], results[1])
+
+
+@pytest.mark.parametrize("approximate", ["tanh", "none"])
+def test_gelu_matches_torch(backend, xp, approximate):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(1)
+    x, dvalue = rng.standard_normal((4, 5)) * 2, rng.standard_normal((4, 5))
+    layer = pnn.GELU(approximate)
+    if approximate == "none" and getattr(xp, "erf", None) is None:
+        with pytest.raises(TypeError, match=r"GELU\(approximate='none'\): .* has no erf"):
+            layer.forward(backend.asarray(x))
+        return
+    out = layer.forward(backend.asarray(x))
+    dinput = layer.backward(backend.asarray(dvalue))
+    expected, expected_dx = torch_grad(lambda t: torch.nn.functional.gelu(t, approximate=approximate), x, dvalue)
+    backend.assert_close(out, expected, rtol=1e-12, atol=1e-14)
+    backend.assert_close(dinput, expected_dx, rtol=1e-10, atol=1e-13)

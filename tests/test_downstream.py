@@ -22,12 +22,3 @@ def test_the_downstream_project_passes_its_tests(backend, name):
     assert out.returncode == 0, out.stdout[-3000:] + out.stderr[-3000:]
     assert "2 passed, 1 skipped" in out.stdout  # the torch-only test skipped, with its reason
     assert f"{name} on cpu: shows a backend-specific test" in out.stdout
-
-
-@pytest.mark.only_xp_backends("numpy", reason="runs pytest in a subprocess, once")
-def test_a_marker_without_a_reason_is_a_usage_error(tmp_path):
-    (tmp_path / "test_x.py").write_text(
-        "import pytest\n\n@pytest.mark.skip_xp_backends('numpy')\ndef test_x():\n    pass\n")
-    out = subprocess.run([sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "portable_nn.testing",
-                          str(tmp_path)], cwd=tmp_path, capture_output=True, text=True, timeout=120, check=False)
-    assert out.returncode != 0 and "needs reason=" in out.stdout + out.stderr

@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 import portable_nn as pnn
-from portable_nn.datasets import spiral_data
+from portable_nn.datasets import sine_data, spiral_data
 
 
 def trained_model(backend, epochs=3):
@@ -324,3 +324,54 @@ def test_metadata_round_trips_and_must_be_json(tmp_path):
     m.metadata = {"x": "y" * 70000}
     with pytest.raises(ValueError, match="at most 65536"):
         m.save(tmp_path / "big.npz")
+
+
+def test_the_new_pieces_train_save_and_load(backend, tmp_path):
+    X, y = spiral_data(50, 3, seed=0)
+    m = pnn.Model().add(pnn.Dense(2, 32, seed=0, initializer="he_uniform")).add(pnn.LayerNorm(32)).add(pnn.GELU())
+    m.add(pnn.Dense(32, 3, seed=1)).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.05)).finalize()
+    h = m.train(backend.asarray(X), backend.asarray(y), epochs=200, verbose=False)
+    assert np.mean(h.loss[-5:]) < 0.85 * h.loss[0]  # 0.79 from 1.10 at 200 epochs
+    m.save(tmp_path / "m.npz")
+    loaded = pnn.Model.load(tmp_path / "m.npz")
+    np.testing.assert_allclose(loaded.predict(X.astype(np.float32)), backend.to_numpy(m.predict(backend.asarray(X))),
+                               rtol=1e-5, atol=1e-6)
+    Xs, ys = sine_data(100)
+    r = pnn.Model().add(pnn.Dense(1, 16, seed=0)).add(pnn.GELU()).add(pnn.Dense(16, 1, seed=1)).add(pnn.Linear())
+    r.set(loss=pnn.HuberLoss(0.5), optimizer=pnn.Adam(0.01)).finalize()
+    hr = r.train(backend.asarray(Xs), backend.asarray(ys), epochs=100, verbose=False)
+    assert np.mean(hr.loss[-5:]) < 0.5 * hr.loss[0]
+
+
+def rewritten(tmp_path, change):
+    """A valid model file whose JSON header ``change(header)`` edited."""
+    import json
+
+    m = numpy_model()
+    m.save(tmp_path / "m.npz")
+    with np.load(tmp_path / "m.npz") as npz:
+        arrays = {k: npz[k] for k in npz.files}
+    header = json.loads(arrays["__portable_nn__"].tobytes())
+    change(header)
+    arrays["__portable_nn__"] = np.frombuffer(json.dumps(header).encode(), dtype=np.uint8)
+    np.savez(tmp_path / "edited.npz", **arrays)
+    return tmp_path / "edited.npz"
+
+
+def test_a_file_from_a_newer_version_says_so(tmp_path):
+    path = rewritten(tmp_path, lambda h: h.update(version=2))
+    with pytest.raises(ValueError, match=r"saved by a newer version of portable_nn \(format 2\); this is format 1"):
+        pnn.Model.load(path)
+
+
+def test_an_unknown_layer_lists_only_the_classes_a_file_may_name(tmp_path):
+    path = rewritten(tmp_path, lambda h: h["layers"][0].update(type="Conv2D"))
+    with pytest.raises(ValueError, match=r"unknown layer .*Conv2D.*; known: \[") as info:
+        pnn.Model.load(path)
+    known = str(info.value).split("known: ")[1]
+    assert "'Dense'" in known and "'ReLU'" in known and "'BatchNorm'" in known
+    for base in ("ParametricLayer", "Activation", "_Normalization", "Layer'"):
+        assert base not in known
+    with pytest.raises(ValueError, match="unknown layer"):
+        pnn.Model.load(rewritten(tmp_path, lambda h: h["layers"][1].update(type="Activation", config={})))

@@ -152,3 +152,20 @@ def test_loss_label_errors_name_the_loss_and_shapes(backend):
         pnn.BinaryCrossentropy().forward(p, backend.asarray(np.zeros(6)))
     with pytest.raises(TypeError, match="CategoricalCrossentropy: y_pred: expected a float32/float64 array"):
         cce.forward(backend.asarray(np.ones((2, 2), dtype=np.int32)), backend.asarray(np.zeros(2, dtype=np.int32)))
+
+
+def test_huber_matches_torch(backend):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(2)
+    p, y = rng.standard_normal((6, 3)) * 2, rng.standard_normal((6, 3))
+    loss = pnn.HuberLoss(delta=0.7)
+    value = loss.calculate(backend.asarray(p), backend.asarray(y))
+    dinput = loss.backward(backend.asarray(p), backend.asarray(y))
+    t = torch.asarray(p.copy(), requires_grad=True)
+    ref = torch.nn.functional.huber_loss(t, torch.asarray(y), delta=0.7)  # mean over every element
+    ref.backward()
+    assert abs(float(backend.to_numpy(value)) - float(ref.detach())) < 1e-14
+    backend.assert_close(dinput, t.grad.numpy(), rtol=1e-12, atol=1e-15)
+    assert np.any(np.abs(p - y) > 0.7) and np.any(np.abs(p - y) < 0.7)  # both branches
+    with pytest.raises(ValueError, match="delta must be a finite number > 0"):
+        pnn.HuberLoss(0)

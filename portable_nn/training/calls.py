@@ -62,8 +62,27 @@ def _checked(model: Any, X: Any, y: Any, *, epochs: Any, batch_size: Any, print_
     weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
                              target_kind=model.loss.target_kind, n_outputs=model.network.n_outputs())
     if validation_data is not None:
-        check(model, "train (validation_data)", *check_pair("Model.train", "validation_data", validation_data))
+        Xv, yv = check_pair("Model.train", "validation_data", validation_data)
+        check(model, "train (validation_data)", Xv, yv)
+        if not _xp.is_lazy(X) and not _xp.is_lazy(Xv):  # Dask data stream into their blocks' library
+            _xp.check_same_place(Xv, X, "Model.train: validation_data", held="the training data are")
     return X, y, validation_data, weights, epochs, batch_size, print_every
+
+
+def check_batches(model: Any, n: int, batch_size: int | None, ranks: int = 1) -> None:
+    """Every batch (every rank's shard of it) has as many rows as each layer's ``min_batch`` needs: checked
+    before the first step, so a one-row batch for BatchNorm is refused before anything is trained."""
+    need = max((getattr(layer, "min_batch", 1) for layer in model.layers), default=1)
+    if need <= 1:
+        return
+    sizes = {n} if not batch_size else {min(batch_size, n), n % batch_size or min(batch_size, n)}
+    shards = {b // ranks + (1 if r < b % ranks else 0) for b in sizes for r in range(ranks)} - {0}
+    if min(shards) < need:
+        layer = next(layer for layer in model.layers if getattr(layer, "min_batch", 1) == need)
+        where = f"{ranks} ranks' shards of " if ranks > 1 else ""
+        raise ValueError(f"{type(layer).__name__}.forward: training needs batches of more than one row; "
+                         f"batch_size={batch_size} leaves {where}a batch of {min(shards)} row(s) of the {n} rows; "
+                         "choose a batch_size that leaves no one-row batch (nor one-row shards across ranks)")
 
 
 def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, validation_split: Any,
@@ -74,6 +93,8 @@ def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, v
         model, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every, validation_data=validation_data,
         validation_split=validation_split, sample_weight=sample_weight, class_weight=class_weight)
     parallel = distributed_.resolve(distributed)
+    if not _xp.is_lazy(X):  # Dask's row counts are known when the blocks are
+        check_batches(model, int(X.shape[0]), batch_size, parallel.size if parallel is not None else 1)
     compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
     if parallel is not None and compiler is not None:
         raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
@@ -109,7 +130,7 @@ def _train_distributed(model: Any, plan: Plan, parallel: Any, X: Array, y: Array
     parallel.broadcast(model.network, plan.optimizer)
     parallel.reseed_dropout(model.network)
     seed = parallel.seed(seed)
-    model.rank = parallel.rank  # ModelCheckpoint writes on rank 0 only
+    model.rank = parallel.rank  # ModelCheckpoint writes on rank 0 only, for this call
     try:
         return fit(plan, X, y, seed=seed, verbose=verbose and parallel.rank == 0, parallel=parallel, **kwargs)
     except (FloatingPointError, KeyboardInterrupt, RuntimeError):
@@ -118,6 +139,8 @@ def _train_distributed(model: Any, plan: Plan, parallel: Any, X: Array, y: Array
         if parallel.size > 1:
             parallel.abort(exc)
         raise
+    finally:
+        model.rank = 0  # a later ordinary train on this process is a process of its own
 
 
 def evaluate(model: Any, plan: Plan, X: Array, y: Array, *, batch_size: Any, compile: Any, metrics: Any) -> Any:

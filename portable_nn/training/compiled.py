@@ -239,10 +239,9 @@ def adopt(plan: Plan, params: list[Array], state: list[dict[str, Array]], keys: 
     optimizer = plan.optimizer
     assert optimizer is not None
     for p, value, st in zip(plan.parameters, params, state, strict=True):
-        p._value = value  # arrays the block made: no checks, no flat buffer on JAX
-        p._state = dict(st)
+        p.adopt(value, st)
     for layer, key in zip(random_layers(plan), keys, strict=True):
-        layer.generator._states["jax"] = [key]
+        layer.generator.continue_jax(key)
     optimizer.iterations = iterations - 1
     optimizer.pre_update_params()  # the learning rate of the last step, as the eager loop leaves it
     optimizer.iterations = iterations

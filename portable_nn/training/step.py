@@ -187,7 +187,7 @@ def step(plan: Plan, params: list[Array], state: list[dict[str, Array]], x: Arra
                          f"and {len(state)} states")
     if plan.optimizer is None:
         raise RuntimeError("step: the plan has no optimizer")
-    params = [p._conform(value, p.name) for p, value in zip(plist, params, strict=True)]
+    params = [p.conform(value) for p, value in zip(plist, params, strict=True)]
     streams = {id(layer): Generator(layer.generator.seed if seed is None else seed + i)
                for i, layer in enumerate(random_layers(plan))}
     return apply_step(plan, params, state, x, y_loss, y_acc, learning_rate, iteration, buffers,

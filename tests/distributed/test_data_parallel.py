@@ -86,6 +86,18 @@ def test_extensions_written_outside_the_package_train_data_parallel(tmp_path_fac
     np.testing.assert_array_equal(loaded.predict(X), parallel.predict(X))
 
 
+def test_the_rank_is_the_calls_own(tmp_path_factory):
+    """After a distributed call the model is a process of its own again: a later ordinary train on any rank
+    with ModelCheckpoint writes its file."""
+    X, y = spiral_data(20, 3, seed=2)
+    m = model(pnn.Adam(0.02))
+    m.train(X, y, epochs=1, batch_size=20, verbose=False, distributed=True)
+    assert m.rank == 0
+    path = tmp_path_factory.mktemp(f"rank{RANK}") / "ck.npz"
+    m.train(X, y, epochs=1, verbose=False, callbacks=[pnn.callbacks.ModelCheckpoint(str(path), monitor="loss")])
+    assert path.exists()
+
+
 def test_a_batch_smaller_than_the_ranks_leaves_some_shards_empty():
     X, y = spiral_data(5, 3, seed=1)  # 15 samples, batches of 2: with 3 ranks one shard is empty every step
     parallel, single = model(pnn.Adam(0.05)), model(pnn.Adam(0.05))

@@ -1,4 +1,5 @@
-"""BatchNorm (issue 13, item 7): training and inference modes, running statistics, files, compiled steps.
+"""Normalization layers: LayerNorm against PyTorch; BatchNorm's training and inference modes, running
+statistics, files, compiled steps.
 
 ``check_all`` gradient-checks training mode on every backend (``tests/test_gradcheck.py``); here inference
 mode is gradient-checked, both modes are compared with PyTorch autograd, and the running statistics are
@@ -8,6 +9,7 @@ BatchNorm: ``tests/test_compiled.py``, case ``sgd-momentum-batchnorm``; data-par
 
 import numpy as np
 import pytest
+from helpers import torch_grad
 
 import portable_nn as pnn
 from portable_nn.checking import gradcheck
@@ -179,9 +181,46 @@ def test_an_assigned_running_statistic_takes_the_layers_dtype_and_is_checked(bac
             m.predict(Xb, compile=False)
 
 
-def test_training_on_a_one_row_batch_is_refused():
+def test_training_on_a_one_row_batch_is_refused_before_any_step(backend):
+    """Batch sizes are known before the first step: the ValueError comes before anything is trained."""
+    one_row_batch_is_refused(backend, compile=False)
+
+
+@pytest.mark.only_xp_backends("jax", "torch", reason="the compiled steps")
+def test_compiled_training_on_a_one_row_batch_is_refused_before_any_step(backend):
+    """The same ValueError compiled (PyTorch raised a multi-line dynamo error, after the epoch's earlier steps)."""
+    one_row_batch_is_refused(backend, compile=True)
+
+
+def one_row_batch_is_refused(backend, compile):
     X, y = spiral_data(11, 3, seed=3)  # 33 rows in batches of 16: a last batch of one row
     m = model()
-    with pytest.raises(ValueError, match="BatchNorm.forward: training needs batches of more than one row"):
-        m.train(X.astype(np.float64), y, epochs=1, batch_size=16, verbose=False)
-    assert m.predict(X[:1].astype(np.float64)).shape == (1, 3)  # inference on one row is fine
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    before = np.array(m.layers[0].weight)
+    with pytest.raises(ValueError, match=r"BatchNorm.forward: training needs batches of more than one row; "
+                                         r"batch_size=16 leaves a batch of 1 row\(s\) of the 33 rows"):
+        m.train(Xb, yb, epochs=1, batch_size=16, verbose=False, compile=compile)
+    assert m.optimizer.iterations == 0
+    np.testing.assert_array_equal(np.asarray(m.layers[0].params["weight"].value), before)
+    assert tuple(m.predict(Xb[:1, ...]).shape) == (1, 3)  # inference on one row is fine
+    m.train(Xb, yb, epochs=1, batch_size=11, verbose=False, compile=compile)  # 3 batches of 11: fine
+
+
+def test_layernorm_matches_torch(backend):
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(0)
+    x, dvalue = rng.standard_normal((5, 6)), rng.standard_normal((5, 6))
+    layer = pnn.LayerNorm(6, dtype="float64", epsilon=1e-5)
+    weight, bias = rng.uniform(0.5, 1.5, (1, 6)), rng.uniform(-0.5, 0.5, (1, 6))
+    layer.weight, layer.bias = weight, bias
+    out = layer.forward(backend.asarray(x))
+    dinput = layer.backward(backend.asarray(dvalue))
+    ref = torch.nn.LayerNorm(6, eps=1e-5, dtype=torch.float64)
+    with torch.no_grad():
+        ref.weight.copy_(torch.asarray(weight[0]))
+        ref.bias.copy_(torch.asarray(bias[0]))
+    expected, expected_dx = torch_grad(ref, x, dvalue)
+    backend.assert_close(out, expected, rtol=1e-12, atol=1e-14)
+    backend.assert_close(dinput, expected_dx, rtol=1e-10, atol=1e-13)
+    backend.assert_close(layer.dweight, ref.weight.grad.numpy()[None, :], rtol=1e-12, atol=1e-14)
+    backend.assert_close(layer.dbias, ref.bias.grad.numpy()[None, :], rtol=1e-12, atol=1e-14)
