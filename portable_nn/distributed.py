@@ -85,6 +85,24 @@ class DataParallel:
         self.steps = 0
 
     # -- the start of a call ------------------------------------------------------
+    def agree(self, settings: dict[str, Any], error: BaseException | None) -> None:
+        """One allgather before anything else: every rank's settings of the call (row count, shapes, dtypes,
+        epochs, batch size, ...) and whether its own checks failed.  A failure on any rank, or a setting the
+        ranks disagree on, becomes the same ``ValueError`` on every rank -- never a rank waiting alone."""
+        gathered = self.comm.allgather((settings, None if error is None else f"{type(error).__name__}: {error}"))
+        failed = [(rank, message) for rank, (_, message) in enumerate(gathered) if message is not None]
+        if failed:
+            rank, message = failed[0]
+            others = f" (and on rank(s) {[r for r, _ in failed[1:]]})" if len(failed) > 1 else ""
+            raise _collective(ValueError(f"Model.train: rank {rank} of {self.size} refused its data{others}: "
+                                         f"{message}"))
+        for key in settings:
+            values = [ranked[0].get(key) for ranked in gathered]
+            if any(v != values[0] for v in values):
+                raise _collective(ValueError(
+                    f"Model.train: the ranks disagree on {key}: {dict(enumerate(values))}; every rank must call "
+                    "train with the same data and arguments"))
+
     def seed(self, seed: int | None) -> int:
         """One shuffling seed for every rank (rank 0's, drawn there when None)."""
         if seed is None:
@@ -244,14 +262,26 @@ class DataParallel:
         sums = self.comm.allgather(checksum)
         differing = [r for r, s in enumerate(sums) if s != sums[0]]
         if differing:
-            raise RuntimeError(f"Model.train: the parameters of rank(s) {differing} differ from rank 0's at {where} "
-                               f"(checksums {sums}); every rank must run the same model on the same data")
+            raise _collective(RuntimeError(
+                f"Model.train: the parameters of rank(s) {differing} differ from rank 0's at {where} (checksums "
+                f"{sums}); every rank must run the same model on the same data"))
 
     def abort(self, exc: BaseException) -> None:
         """An error on this rank only: say it, then end the whole job (the others would wait forever)."""
         print(f"portable_nn.distributed: rank {self.rank} of {self.size}: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)
         self.comm.Abort(1)
+
+
+def _collective(exc: BaseException) -> BaseException:
+    """``exc``, marked as raised by every rank alike (from figures all of them share): no abort needed."""
+    exc.collective = True  # type: ignore[attr-defined]
+    return exc
+
+
+def is_collective(exc: BaseException) -> bool:
+    """Whether every rank raises ``exc`` at the same point (else the job must abort: the others would wait)."""
+    return bool(getattr(exc, "collective", False))
 
 
 def _is_torch_cpu(x: Any) -> bool:

@@ -38,7 +38,9 @@ def test_the_command_line_trains_data_parallel(tmp_path):
     assert model.exists()
 
 
-def test_a_rank_that_fails_alone_ends_the_job(tmp_path):
+@pytest.mark.parametrize(("error", "message"), [("MemoryError", "pretend this rank ran out of memory"),
+                                                ("RuntimeError", "a bug in a callback on one rank")])
+def test_a_rank_that_fails_alone_ends_the_job(tmp_path, error, message):
     script = tmp_path / "fail.py"
     script.write_text(textwrap.dedent("""
         import numpy as np
@@ -52,10 +54,10 @@ def test_a_rank_that_fails_alone_ends_the_job(tmp_path):
 
         def fail_on_rank_one(info):
             if MPI.COMM_WORLD.Get_rank() == 1 and info["global_step"] == 3:
-                raise MemoryError("pretend this rank ran out of memory")
+                raise ERROR(MESSAGE)
 
         m.train(X, y, epochs=1000, batch_size=32, verbose=False, callback=fail_on_rank_one, distributed=True)
-    """))
+    """).replace("ERROR", error).replace("MESSAGE", repr(message)))
     out = launch(2, sys.executable, str(script), timeout=120)
     assert out.returncode != 0
-    assert "rank 1 of 2: MemoryError: pretend this rank ran out of memory" in out.stderr, out.stderr
+    assert f"rank 1 of 2: {error}: {message}" in out.stderr, out.stderr

@@ -85,26 +85,64 @@ def check_batches(model: Any, n: int, batch_size: int | None, ranks: int = 1) ->
                          "choose a batch_size that leaves no one-row batch (nor one-row shards across ranks)")
 
 
+def _settings(X: Any, y: Any, validation_data: Any, options: dict[str, Any]) -> dict[str, Any]:
+    """What every rank of a data-parallel call must agree on, described without checking anything."""
+    def shape(a: Any) -> str:
+        return f"{tuple(getattr(a, 'shape', ()))} {getattr(a, 'dtype', type(a).__name__)}"
+
+    described = {"X": shape(X), "y": shape(y)}
+    if isinstance(validation_data, tuple | list) and len(validation_data) == 2:
+        described["validation_data"] = f"{shape(validation_data[0])}, {shape(validation_data[1])}"
+    # not compared: callbacks (objects), verbose (rank 0 prints anyway), seed (rank 0's is used)
+    skip = ("callback", "callbacks", "distributed", "verbose", "seed")
+    return described | {k: repr(v) for k, v in options.items() if k not in skip}
+
+
 def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, validation_split: Any,
           compile: Any, distributed: Any, callbacks: Any, sample_weight: Any, class_weight: Any, metrics: Any,
           epochs: Any, batch_size: Any, print_every: Any, **options: Any) -> History:
-    """``Model.train``: see its docstring."""
-    X, y, validation_data, weights, epochs, batch_size, print_every = _checked(
-        model, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every, validation_data=validation_data,
-        validation_split=validation_split, sample_weight=sample_weight, class_weight=class_weight)
+    """``Model.train``: see its docstring.  Data-parallel, every rank's checks and settings are compared
+    first (``DataParallel.agree``): a failure on one rank is an error on all of them, never a hang."""
     parallel = distributed_.resolve(distributed)
+    raw = _settings(X, y, validation_data, {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
+                                            "validation_split": validation_split, "compile": compile,
+                                            "sample_weight": sample_weight is not None, "metrics": metrics,
+                                            "class_weight": class_weight, **options})
+    error: BaseException | None = None
+    try:
+        X, y, validation_data, weights, epochs, batch_size, print_every = _checked(
+            model, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every,
+            validation_data=validation_data, validation_split=validation_split, sample_weight=sample_weight,
+            class_weight=class_weight)
+        compiler = _runner(model, X, batch_size, parallel, compile)
+        checked_metrics = metrics_.check_metrics("train", metrics or [], model.loss, model.network.n_outputs())
+    except Exception as exc:
+        if parallel is None:
+            raise
+        error = exc
+    if parallel is not None:
+        parallel.agree(raw, error)
+    kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
+                              "validation_data": validation_data, "metrics": checked_metrics, **options}
+    return _run(model, plan, X, y, weights, parallel, compiler, callbacks, kwargs)
+
+
+def _runner(model: Any, X: Any, batch_size: int | None, parallel: Any, compile: Any) -> str | None:
+    """The compiler to train with (None: eager), after the batches are checked against the layers."""
     if not _xp.is_lazy(X):  # Dask's row counts are known when the blocks are
         check_batches(model, int(X.shape[0]), batch_size, parallel.size if parallel is not None else 1)
     compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
     if parallel is not None and compiler is not None:
         raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
+    return compiler
+
+
+def _run(model: Any, plan: Plan, X: Array, y: Array, weights: Any, parallel: Any, compiler: str | None,
+         callbacks: Any, kwargs: dict[str, Any]) -> History:
+    """Place the model, send the weights, run the callbacks' begin and end around the engine."""
     hooks = CallbackList(callbacks, model)
     model.network.place(X)
     plan.accuracy.init(y)
-    kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
-                              "validation_data": validation_data, "callbacks": hooks, **options,
-                              "metrics": metrics_.check_metrics("train", metrics or [], model.loss,
-                                                                model.network.n_outputs())}
     if weights is not None:  # sent once, in the model's dtype, where X lives
         xp = _xp.namespace(X)
         plan.weights = xp.asarray(weights, dtype=_xp.float_dtype(xp, model.network.dtype()),
@@ -112,9 +150,9 @@ def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, v
     hooks.begin()
     try:
         if parallel is not None:
-            history = _train_distributed(model, plan, parallel, X, y, **kwargs)
+            history = _train_distributed(model, plan, parallel, X, y, callbacks=hooks, **kwargs)
         else:
-            history = fit(plan, X, y, runner=compiler or "eager", **kwargs)
+            history = fit(plan, X, y, runner=compiler or "eager", callbacks=hooks, **kwargs)
     finally:
         plan.weights = None
     hooks.end()
@@ -133,10 +171,9 @@ def _train_distributed(model: Any, plan: Plan, parallel: Any, X: Array, y: Array
     model.rank = parallel.rank  # ModelCheckpoint writes on rank 0 only, for this call
     try:
         return fit(plan, X, y, seed=seed, verbose=verbose and parallel.rank == 0, parallel=parallel, **kwargs)
-    except (FloatingPointError, KeyboardInterrupt, RuntimeError):
-        raise  # met by every rank at the same step: each raises it
-    except BaseException as exc:  # met by this rank alone: the others would wait in the next all-reduce
-        if parallel.size > 1:
+    except BaseException as exc:
+        # met by this rank alone (a callback's bug, out of memory): the others would wait in the next collective
+        if parallel.size > 1 and not distributed_.is_collective(exc):
             parallel.abort(exc)
         raise
     finally:

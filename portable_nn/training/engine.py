@@ -138,6 +138,8 @@ def _after_step(plan: Plan, runner: Runner, xp: Namespace, settings: _Settings, 
             f"Model.train: interrupted; the model is at the end of epoch {state.epoch}, step {state.step} "
             f"({state.global_step} of {total} steps); the exception's .history holds the figures")
         interrupted.history = history  # type: ignore[attr-defined]
+        # a stop that came through a reducer's all-reduce: every rank raises it after this step
+        interrupted.collective = block.stop is not None  # type: ignore[attr-defined]
         raise interrupted
     return False
 

@@ -30,6 +30,14 @@ __all__ = ["DeferredGuard", "EagerGuard", "Guard", "guard_for"]
 HINT = "(lower the learning rate, or check the data)"
 
 
+def _diverged(message: str) -> FloatingPointError:
+    """The divergence error.  Data-parallel, every rank decides on the same all-reduced loss and the same
+    parameters: every rank raises it at the same step (``collective``: no abort needed)."""
+    exc = FloatingPointError(message)
+    exc.collective = True  # type: ignore[attr-defined]
+    return exc
+
+
 class Guard:
     """Base: where the loop is (for messages), and the hooks the loop calls."""
 
@@ -146,7 +154,7 @@ class EagerGuard(Guard):
         value = float(loss_sum)
         if not math.isfinite(value):
             where = self.kept.restore_verified()
-            raise FloatingPointError(
+            raise _diverged(
                 f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {where} {HINT}"
             )
         self.since += 1
@@ -157,7 +165,7 @@ class EagerGuard(Guard):
         self.optimizer.keep_previous = False
         # the loss can stay finite while the optimizer state overflows (RMSprop's cache): once a call, not a step
         if not bool(all_finite(self.xp, self.network)):
-            raise FloatingPointError(
+            raise _diverged(
                 "Model.train: the optimizer state became non-finite although the loss stayed finite; the "
                 "parameters stopped learning (lower the learning rate; a new optimizer starts from fresh state)"
             )
@@ -195,12 +203,12 @@ class DeferredGuard(Guard):
         for (epoch, step, _), value in zip(self.losses, losses, strict=True):
             if not math.isfinite(value):
                 where = self.kept.restore_verified(fallback=self.snapshot)
-                raise FloatingPointError(
+                raise _diverged(
                     f"Model.train: the loss became {value} at epoch {epoch}, step {step}; {where} {HINT}"
                 )
         if not params_finite:
             where = self.kept.restore_verified(fallback=self.snapshot)
-            raise FloatingPointError(
+            raise _diverged(
                 f"Model.train: the parameters or the optimizer state became non-finite by epoch {self.epoch}, "
                 f"step {self.step} (an update overflowed); {where} {HINT}"
             )

@@ -86,6 +86,35 @@ def test_extensions_written_outside_the_package_train_data_parallel(tmp_path_fac
     np.testing.assert_array_equal(loaded.predict(X), parallel.predict(X))
 
 
+@pytest.mark.skipif(SIZE < 2, reason="needs two ranks")
+def test_a_rank_whose_data_fail_the_checks_fails_every_rank():
+    """NaN in X on rank 1 only: every rank raises the same ValueError naming rank 1 (rank 0 used to wait in
+    the start-of-call broadcast forever)."""
+    X, y = spiral_data(20, 3, seed=2)
+    if RANK == 1:
+        X = X.copy()
+        X[3, 0] = np.nan
+    m = model(pnn.Adam(0.02))
+    with pytest.raises(ValueError, match=r"Model.train: rank 1 of \d+ refused its data: ValueError: .*NaN"):
+        m.train(X, y, epochs=2, batch_size=20, verbose=False, distributed=True)
+    assert m.optimizer.iterations == 0
+
+
+@pytest.mark.skipif(SIZE < 2, reason="needs two ranks")
+@pytest.mark.parametrize("what", ["X", "epochs", "batch_size", "print_every"])
+def test_ranks_that_disagree_on_the_call_fail_every_rank_alike(what):
+    X, y = spiral_data(20, 3, seed=2)
+    arguments = {"epochs": 2, "batch_size": 20, "print_every": 1}
+    if RANK == 1 and what == "X":
+        X, y = X[:44], y[:44]  # 44 rows against 60
+    elif RANK == 1:
+        arguments[what] += 1
+    m = model(pnn.Adam(0.02))
+    with pytest.raises(ValueError, match=f"Model.train: the ranks disagree on {what}: "):
+        m.train(X, y, verbose=False, distributed=True, **arguments)
+    assert m.optimizer.iterations == 0
+
+
 def test_the_rank_is_the_calls_own(tmp_path_factory):
     """After a distributed call the model is a process of its own again: a later ordinary train on any rank
     with ModelCheckpoint writes its file."""
