@@ -317,3 +317,50 @@ def test_a_changed_precision_or_learning_rate_is_used(backend):
     m.optimizer.learning_rate = m.optimizer.current_learning_rate = 0.001  # traced: no new compilation
     m.train(Xb, yb, epochs=1, verbose=False)
     assert compiled.TRACES["jax:train"] == traces + 1
+
+
+@pytest.mark.only_xp_backends("torch", reason="dynamo's recompile limit")
+def test_torch_compile_past_its_recompile_limit_keeps_training(backend):
+    """Each last-batch shape compiles a graph; past dynamo's limit (8; 2 here) the step of a new shape runs
+    eagerly with one warning, and the results stay those of the eager step (train used to die mid-epoch)."""
+    import torch
+
+    torch._dynamo.reset()
+    with torch._dynamo.config.patch(recompile_limit=2):
+        compiled_model, eager_model = (make("sgd-bce")[0].finalize() for _ in range(2))
+        with pytest.warns(RuntimeWarning, match="torch.compile reached its recompile limit") as caught:
+            for rows in (60, 59, 58, 57, 56):  # batches of 16: last batches of 12, 11, 10, 9 and 8 rows
+                _, X, y, _ = make("sgd-bce")
+                Xb, yb = backend.asarray(X[:rows], dtype=np.float64), backend.asarray(y[:rows])
+                compiled_model.train(Xb, yb, epochs=1, batch_size=16, verbose=False, compile=True)
+                eager_model.train(Xb, yb, epochs=1, batch_size=16, verbose=False, compile=False)
+    assert len([w for w in caught if "recompile limit" in str(w.message)]) == 1
+    for a, b in zip(compiled_model.network.parameters(), eager_model.network.parameters(), strict=True):
+        backend.assert_close(a.value, backend.to_numpy(b.value), rtol=1e-12)
+
+
+@pytest.mark.only_xp_backends("jax", reason="the length of a compiled block")
+def test_ctrl_c_is_honoured_within_about_a_second_on_jax(backend):
+    """A run whose reports are all at its end used to be one compiled block: Ctrl-C waited for the whole run.
+    Blocks now last about half a second: the interrupt lands at a block's end, soon after."""
+    import os
+    import signal
+    import threading
+    import time
+
+    m, X, y, _ = make("sgd-bce")
+    m.finalize()
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    epochs = 2_000_000  # minutes of work in one block
+    timer = threading.Timer(3.0, os.kill, (os.getpid(), signal.SIGINT))
+    timer.start()
+    started = time.perf_counter()
+    try:
+        with pytest.raises(KeyboardInterrupt, match=r"interrupted; the model is at the end of epoch (\d+), step 1") \
+                as info:
+            m.train(Xb, yb, epochs=epochs, print_every=10**9, verbose=False, compile=True)
+    finally:
+        timer.cancel()
+    elapsed = time.perf_counter() - started
+    assert elapsed < 3.0 + 8.0, elapsed  # a block of about 0.5 s, and at most one compilation, after the signal
+    assert m.optimizer.iterations == info.value.history.epoch[-1] < epochs

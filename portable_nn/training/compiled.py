@@ -308,7 +308,8 @@ def evaluate_jax(plan: Plan, X: Array, y_loss: Array, y_acc: Array, batch_size: 
 def torch_step(plan: Plan) -> Any:
     """The plan's step under ``torch.compile`` (cached):
     ``(params, state, x, yl, ya, lr, t, noise, buffers) -> StepResult`` (``noise``: each dropout layer's
-    U[0, 1) draw, made eagerly from the layer's own stream: ``torch.Generator`` cannot be traced)."""
+    U[0, 1) draw, made eagerly from the layer's own stream: ``torch.Generator`` cannot be traced).  The
+    uncompiled function is its ``eager`` attribute: what runs once dynamo's recompile limit is reached."""
     def make() -> Any:
         import torch
 
@@ -322,9 +323,18 @@ def torch_step(plan: Plan) -> Any:
         # dynamo caches compiled graphs per *code object*, at most recompile_limit (8) of them: a code object
         # of its own per model, so that many models in one process each keep their compiled step
         run.__code__ = run.__code__.replace(co_name=f"portable_nn_step_{next(_STEP_IDS)}")
-        return torch.compile(run, dynamic=False, fullgraph=True)
+        compiled = torch.compile(run, dynamic=False, fullgraph=True)
+        compiled.eager = run
+        return compiled
 
     return _cached(plan, ("torch:step",), make)
+
+
+def _warn_once(plan: Plan, message: str) -> None:
+    """A ``RuntimeWarning`` the first time for this model only."""
+    if not plan.compiled.get("torch:warned"):
+        plan.compiled["torch:warned"] = True
+        warnings.warn(message, RuntimeWarning, stacklevel=4)
 
 
 def _noise(plan: Plan, xp: Namespace, x: Array) -> list[Array]:
@@ -362,7 +372,14 @@ def torch_stepper(plan: Plan) -> Any:
             warnings.filterwarnings("ignore", message=".*functools.lru_cache.*", category=UserWarning)
             # and inductor's own deprecation notes while it compiles (torch.jit internals): not the user's code
             warnings.filterwarnings("ignore", category=DeprecationWarning, module=r"torch(\..*)?$")
-            out = compiled_step(params, state, x, y_loss, y_acc, lr, t, noise, plan.network.buffer_values())
+            args = (params, state, x, y_loss, y_acc, lr, t, noise, plan.network.buffer_values())
+            try:
+                out = compiled_step(*args)
+            except torch._dynamo.exc.FailOnRecompileLimitHit:  # one graph per batch shape, and no more allowed
+                _warn_once(plan, f"Model.train: torch.compile reached its recompile limit with batches of "
+                                 f"{int(x.shape[0])} rows (each new batch shape compiles a graph); steps of "
+                                 "shapes without a graph run eagerly, with the same results")
+                out = compiled_step.eager(*args)  # the step is pure: nothing of the failed call remains
         if before_update is not None:
             before_update(out.loss_sum)  # may raise: nothing has been assigned yet
         plan.network.set_buffer_values(out.buffers)

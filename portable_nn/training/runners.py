@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Iterator
 from typing import Any
 
@@ -141,8 +142,13 @@ class EagerRunner:
 
 
 class JaxRunner:
-    """Blocks of ``per_block`` epochs (default: as many as ``print_every`` steps span) under one ``jax.jit``:
-    ``lax.scan`` over each epoch's full batches, then its last partial batch."""
+    """Blocks of epochs under one ``jax.jit``: ``lax.scan`` over each epoch's full batches, then its last partial
+    batch.  A block ends at each ``per_block`` epochs (default: as many as ``print_every`` steps span) and
+    lasts at most about ``BLOCK_SECONDS``, sized from the timing of a one-epoch block: a Ctrl-C is honoured
+    within about a second, at a block's end (the first blocks are one epoch each, until one ran without
+    compiling)."""
+
+    BLOCK_SECONDS = 0.5
 
     def __init__(self, plan: Plan, X: Array, y: Array, batch_size: int | None, shuffle: bool, rng: Any,
                  validation_data: Any, per_block: int | None, print_every: int) -> None:
@@ -160,6 +166,20 @@ class JaxRunner:
             self.val_batches = batches(int(Xv.shape[0]), batch_size)
         self.guard = Guard()  # the guard runs inside the block (compiled.check_block)
         self.rows = [self.bs] * (self.steps - 1) + [self.n - self.bs * (self.steps - 1)]
+        self.epoch_seconds: float | None = None  # one epoch's time in a block that compiled nothing
+
+    def _next_block(self, done: int, epochs: int) -> int:
+        """How many epochs the next block runs: up to the next multiple of ``per_block``, at most about
+        ``BLOCK_SECONDS`` of work (a power of two of epochs, so that few sizes compile), one until timed."""
+        boundary = min((done // self.per_block + 1) * self.per_block, epochs)
+        if self.epoch_seconds is None:
+            return 1
+        fits = max(1, int(self.BLOCK_SECONDS / max(self.epoch_seconds, 1e-9)))
+        return min(1 << (fits.bit_length() - 1), boundary - done)
+
+    def _timed(self, k: int, seconds: float, traced: bool) -> None:
+        if k == 1 and not traced:
+            self.epoch_seconds = seconds
 
     def blocks(self, epochs: int, interrupts: StepBoundaryInterrupts) -> Iterator[Block]:
         plan, xp, X = self.plan, self.xp, self.X
@@ -170,7 +190,8 @@ class JaxRunner:
         int_dtype = _xp.default_int(xp, _xp.array_device(X))
         done = 0  # epochs finished
         while done < epochs:
-            k = min(self.per_block, epochs - done)
+            k = self._next_block(done, epochs)
+            traces, started = compiled.TRACES["jax:train"], time.perf_counter()
             fn = compiled.train_block(plan, xp, self.n, self.bs, k, self.shuffle, self.val_batches)
             orders = None
             if self.shuffle:
@@ -185,6 +206,7 @@ class JaxRunner:
             new, outs, finite = fn(params, state, bufs, keys, xp.asarray(start, dtype=int_dtype), rates, X,
                                    self.y_loss, self.y_acc, orders, self.val)
             losses, correct, compared, figures = (np.asarray(a) for a in outs)
+            self._timed(k, time.perf_counter() - started, compiled.TRACES["jax:train"] != traces)
             snapshot = ([(p, v, dict(s)) for p, v, s in zip(plan.parameters, params, state, strict=True)],
                         (start, start_lr), bufs)
             compiled.check_block(kept, snapshot, losses, bool(finite), done, k, self.steps)
