@@ -49,9 +49,11 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "slow" in item.keywords and not config.getoption("--run-slow"):
             item.add_marker(pytest.mark.skip(reason="slow: pass --run-slow"))
     # A test that asks for no backend (no ``backend``/``xp`` fixture) is the same on every backend: it runs
-    # once, in the numpy session, not again in each of the others.
+    # once, in the numpy session, not again in each of the others -- unless it names the backends it is for
+    # (``only_xp_backends``: a test of a library the numpy session does not install).
     if config.getoption("--backend") != "numpy":
-        unused = [item for item in items if not {"backend", "xp"} & set(getattr(item, "fixturenames", ()))]
+        unused = [item for item in items if not {"backend", "xp"} & set(getattr(item, "fixturenames", ()))
+                  and item.get_closest_marker("only_xp_backends") is None]
         if unused:
             config.hook.pytest_deselected(items=unused)
             dropped = {id(item) for item in unused}

@@ -20,7 +20,7 @@ import math
 import string
 from typing import Any
 
-from . import metrics
+from . import _xp, metrics
 
 __all__ = ["Callback", "CallbackList", "EarlyStopping", "ModelCheckpoint", "ReduceLROnPlateau"]
 
@@ -127,8 +127,10 @@ class EarlyStopping(_Monitor):
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
         if self.restore_best and self.best_parameters is not None:
             parameters, buffers = self.best_parameters
-            self.model.set_parameters(parameters)
-            self.model.network.set_buffer_values(buffers)
+            self.model.set_parameters(parameters)  # moved to where the model lives now (Dask: back home)
+            current = self.model.network.buffer_values()
+            self.model.network.set_buffer_values([_xp.move(b, _xp.namespace(c), _xp.array_device(c))
+                                                  for b, c in zip(buffers, current, strict=True)])
 
     def get_config(self) -> dict[str, Any]:
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,

@@ -118,3 +118,18 @@ def test_model_checkpoint_formats_its_path_with_the_epochs_figures(backend, tmp_
     missing = ModelCheckpoint(str(tmp_path / "ck-{val_f1:.2f}.npz"), monitor="loss")
     with pytest.raises(ValueError, match=r"names \['val_f1'\], which are not among this run's figures"):
         classifier().train(X, y, epochs=1, callbacks=[missing], verbose=False)
+
+
+@pytest.mark.only_xp_backends("dask", reason="the model moves back to Dask after streaming")
+def test_early_stopping_restores_batchnorm_statistics_where_the_model_lives(backend):
+    """Dask + BatchNorm + EarlyStopping(restore_best): the restored running statistics are Dask arrays like
+    the parameters (they were the streamed blocks' NumPy arrays, and predict raised)."""
+    X, y, Xv, yv = data(backend)
+    m = pnn.Model().add(pnn.Dense(2, 16, seed=0, dtype="float64")).add(pnn.BatchNorm(16, dtype="float64"))
+    m.add(pnn.ReLU()).add(pnn.Dense(16, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.SGD(0.1)).finalize()
+    stop = EarlyStopping("val_loss", patience=1)
+    m.train(X, y, epochs=6, batch_size=32, validation_data=(Xv, yv), callbacks=[stop], verbose=False)
+    for value in m.network.buffer_values():
+        assert type(value) is type(m.layers[0].weight), type(value)
+    assert tuple(m.predict(X).compute().shape) == (180, 3)

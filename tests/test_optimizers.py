@@ -80,6 +80,7 @@ def test_optimizer_matches_reference_step_by_step(backend, name, cfg):
     assert opt.iterations == STEPS
 
 
+@pytest.mark.only_xp_backends("torch", reason="a reference implementation in PyTorch (the session that has it)")
 def test_adam_matches_pytorch_adamw():
     torch = pytest.importorskip("torch")
     w0 = RNG.standard_normal((3, 4))

@@ -190,6 +190,7 @@ def test_float64_data_beyond_float32s_range_is_refused_by_a_float32_model(backen
         m.evaluate(backend.asarray(big), backend.asarray(y))
 
 
+@pytest.mark.only_xp_backends("jax", reason="JAX without float64, in a subprocess (the session that has JAX)")
 def test_float64_layers_on_jax_without_x64_are_refused():
     pytest.importorskip("jax")
     import subprocess

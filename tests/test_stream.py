@@ -8,6 +8,7 @@ from portable_nn.datasets import sine_data, spiral_data
 from portable_nn.training import stream
 
 da = pytest.importorskip("dask.array")
+pytestmark = pytest.mark.only_xp_backends("dask", reason="Dask streaming (the session that has Dask)")
 
 
 def classifier(dropout=False):
@@ -91,3 +92,22 @@ def test_predict_on_a_process_cluster_equals_numpy():
     host = classifier()
     host.set_parameters([(np.asarray(w), np.asarray(b)) for w, b in m.get_parameters()])
     np.testing.assert_allclose(got, host.predict(X), rtol=1e-12)
+
+
+def test_unknown_chunk_sizes_are_named_with_the_fix(backend):
+    """After boolean indexing a Dask array's row count is NaN: every entry point says so and names the fix
+    (they said "X has nan samples but y has nan" or "cannot convert float NaN to integer")."""
+    X, y = spiral_data(20, 3, seed=0)
+    Xd, yd = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    keep = yd >= 0
+    Xf, yf = Xd[keep], yd[keep]
+    m = classifier()
+    message = r"X has unknown chunk sizes \(a Dask array after boolean indexing or a filter\): call " \
+              r"X = X.compute_chunk_sizes\(\) first"
+    for call in (lambda: m.train(Xf, yf, verbose=False), lambda: m.predict(Xf), lambda: m.evaluate(Xf, yf),
+                 lambda: m.train(Xf, yf, validation_split=0.2, verbose=False)):
+        with pytest.raises(ValueError, match=message):
+            call()
+    with pytest.raises(ValueError, match=r"y has unknown chunk sizes"):
+        m.train(Xd, yf, verbose=False)
+    m.train(Xf.compute_chunk_sizes(), yf.compute_chunk_sizes(), verbose=False)  # the fix works

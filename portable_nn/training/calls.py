@@ -18,7 +18,7 @@ from . import compiled
 from .loop import History, Scored, batches, prepared_targets
 from .runners import fit
 from .step import Plan, evaluate_sums
-from .validate import check_data, check_features, check_pair, positive_int
+from .validate import check_data, check_features, check_pair, known_rows, positive_int
 from .weights import host_weights, sample_weights
 
 __all__ = ["evaluate", "predict", "train"]
@@ -28,6 +28,7 @@ def split(what: str, X: Any, y: Any, fraction: Any, validation_data: Any) -> tup
     """The last ``fraction`` of the rows as validation data (the order they come in)."""
     if validation_data is not None:
         raise ValueError(f"{what}: give validation_data or validation_split, not both")
+    known_rows(what.removeprefix("Model."), "X", X)
     fraction = float(fraction)
     n = int(X.shape[0]) if hasattr(X, "shape") else 0
     held = math.ceil(n * fraction) if 0.0 < fraction < 1.0 else 0

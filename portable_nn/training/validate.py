@@ -5,6 +5,7 @@ They name the call and the argument, the expected and the actual value.
 
 from __future__ import annotations
 
+import math
 import numbers
 from typing import Any
 
@@ -30,10 +31,19 @@ def check_pair(owner: str, name: str, value: Any) -> tuple[Any, Any]:
     return value[0], value[1]
 
 
+def known_rows(what: str, name: str, a: Any) -> None:
+    """``a``'s row count is known: a Dask array after boolean indexing has unknown chunk sizes (NaN)."""
+    rows = getattr(a, "shape", (0,))[0] if getattr(a, "ndim", 1) else 0
+    if rows is None or (isinstance(rows, float) and math.isnan(rows)):
+        raise ValueError(f"Model.{what}: {name} has unknown chunk sizes (a Dask array after boolean indexing or a "
+                         f"filter): call {name} = {name}.compute_chunk_sizes() first")
+
+
 def check_features(what: str, X: Any, n_inputs: int | None = None) -> Namespace:
     """X is a 2-D floating array of some array library (with ``n_inputs`` columns); its namespace."""
     if not _xp.array_api_compat.is_array_api_obj(X):
         raise TypeError(f"Model.{what}: X must be an array (NumPy, CuPy, PyTorch, ...), got {type(X).__name__}")
+    known_rows(what, "X", X)
     xp = _xp.namespace(X)
     _xp.check_floating(xp, X, f"Model.{what}: X")
     if X.ndim != 2:
@@ -83,6 +93,7 @@ def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None
     """Shape and dtype errors at once; value checks as device booleans (read back together)."""
     if not _xp.array_api_compat.is_array_api_obj(y) or _xp.namespace(y) is not xp:
         raise TypeError(f"Model.{what}: y is a {_xp.describe(y)} but X is a {_xp.describe(X)}; use one library")
+    known_rows(what, "y", y)
     if y.ndim == 0 or y.shape[0] != X.shape[0]:
         got = y.shape[0] if y.ndim else "a 0-d array"
         raise ValueError(f"Model.{what}: X has {X.shape[0]} samples but y has {got}")
