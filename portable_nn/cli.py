@@ -113,10 +113,10 @@ class Progress:
     def __call__(self, info: dict[str, Any]) -> None:
         if self.quiet:
             return
-        text = {"loss": f"{info['loss']:.4f}", "acc": f"{info['accuracy']:.3f}", "lr": f"{info['learning_rate']:.4g}"}
+        text = {"loss": f"{info['loss']:.4g}", "acc": f"{info['accuracy']:.3f}", "lr": f"{info['learning_rate']:.4g}"}
         if self.bar is not None:
+            self.bar.set_postfix(text, refresh=False)  # before the update, which redraws: the line is current
             self.bar.update(info["global_step"] - self.done)
-            self.bar.set_postfix(text, refresh=False)
         elif info["global_step"] * 10 // info["total_steps"] > self.done * 10 // info["total_steps"]:
             # without tqdm: a line at each tenth of the run, not at every report
             print(f"epoch {info['epoch']} step {info['step']}: " + ", ".join(f"{k} {v}" for k, v in text.items()),
@@ -128,6 +128,28 @@ class Progress:
             self.bar.close()
 
 
+def _folder_exists(option: str, path: str | None) -> None:
+    """A file can be written at ``path``: its folder exists (said before any work, the same for every command)."""
+    if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
+        raise OSError(f"{option} {path}: the folder does not exist")
+
+
+def _plot_path(path: str) -> str:
+    """What matplotlib writes for ``path``: a name without an extension gets ``.png``."""
+    return path if os.path.splitext(path)[1] else path + ".png"
+
+
+def _interrupted(model: Any, args: Any, exc: KeyboardInterrupt) -> int:
+    """Ctrl-C during training: the model reached at the step boundary is saved (``--save``); exit 130."""
+    where = str(exc).split("the model is at ", 1)[-1].split(" (")[0] if "the model is at" in str(exc) else ""
+    print(f"portable-nn: interrupted{' at ' + where if where else ''}", file=sys.stderr)
+    if args.save and where:
+        model.metadata["dataset"] = args.dataset
+        model.save(args.save)
+        print(f"portable-nn: saved the model reached at {where} to {args.save}", file=sys.stderr)
+    return 130
+
+
 def cmd_train(args: Any) -> int:
     backend = get_backend(args.backend, args.device)
     X, y, Xt, yt = load_dataset(args.dataset, args.seed)
@@ -135,8 +157,7 @@ def cmd_train(args: Any) -> int:
     model = build_model(args.dataset, X.shape[1], n_classes, args)
     cfg = DEFAULTS[args.dataset]
     for option, path in (("--save", args.save), ("--plot", args.plot)):  # fail before training, not after
-        if path and not os.path.isdir(os.path.dirname(os.path.abspath(path))):
-            raise OSError(f"{option} {path}: the folder does not exist")
+        _folder_exists(option, path)
     if args.plot and importlib.util.find_spec("matplotlib") is None:
         raise ImportError("--plot needs matplotlib: pip install 'portable_nn[plot]'")
     epochs = args.epochs if args.epochs is not None else cfg["epochs"]
@@ -154,6 +175,9 @@ def cmd_train(args: Any) -> int:
         history = model.train(Xb, yb, epochs=epochs, batch_size=batch_size, print_every=print_every,
                               shuffle=batch_size is not None, seed=args.seed, verbose=False, callback=progress,
                               compile=compile_mode, distributed=args.distributed or None)
+    except KeyboardInterrupt as exc:
+        progress.close()
+        return _interrupted(model, args, exc) if rank == 0 else 130
     finally:
         progress.close()
     if rank != 0:  # every rank holds the same model: rank 0 reports and saves
@@ -165,15 +189,15 @@ def cmd_train(args: Any) -> int:
     how += f", data-parallel on {ranks} MPI ranks" if args.distributed else ""
     print(f"{args.dataset} on {args.backend} ({backend.device}): {epochs} epochs, {steps} steps in {seconds:.2f} s "
           f"({1e3 * seconds / steps:.3f} ms/step{how})")
-    print(f"train: loss {history.loss[-1]:.4f}, acc {history.accuracy[-1]:.4f} | "
-          f"test: loss {test_loss:.4f}, acc {test_acc:.4f}")
+    print(f"train: loss {history.loss[-1]:.4g}, acc {history.accuracy[-1]:.4f} | "
+          f"test: loss {test_loss:.4g}, acc {test_acc:.4f}")
     if args.save:
         model.metadata["dataset"] = args.dataset  # evaluate's default, and named when data do not fit
         model.save(args.save)
         print(f"saved model to {args.save}")
     if args.plot:
         plot(model, history, X, y, args.dataset, args.plot)
-        print(f"saved plot to {args.plot}")
+        print(f"saved plot to {_plot_path(args.plot)}")
     return 0
 
 
@@ -206,11 +230,12 @@ def cmd_evaluate(args: Any) -> int:
     _, _, X, y = load_dataset(args.dataset, args.seed)
     with _naming_the_training_data(args, trained_on):
         loss, acc = model.evaluate(backend.asarray(X), backend.asarray(y), batch_size=args.batch_size or None)
-    print(f"{args.dataset} test data on {args.backend}: loss {loss:.4f}, acc {acc:.4f}")
+    print(f"{args.dataset} test data on {args.backend}: loss {loss:.4g}, acc {acc:.4f}")
     return 0
 
 
 def cmd_predict(args: Any) -> int:
+    _folder_exists("predict --output", args.output)
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
     raw = read_bounded(args.input)  # a regular file of bounded size: never /dev/zero or a FIFO
@@ -259,31 +284,49 @@ def cmd_check(args: Any) -> int:
 
 
 def cmd_export(args: Any) -> int:
+    _folder_exists("export", args.output)
     model = Model.load(args.model)
-    batch: str | int = int(args.batch) if args.batch.isdigit() else args.batch
+    batch: str | int = int(args.batch) if args.batch.lstrip("-").isdigit() else args.batch
+    if isinstance(batch, int) and batch < 1:
+        raise ValueError(f"export --batch {args.batch}: a fixed batch size must be >= 1 (or a name, e.g. N)")
     model.export_onnx(args.output, dtype=args.dtype, batch=batch)
     print(f"wrote {args.output}: ONNX, input 'input' ({batch}, {model.network.n_inputs()}), output 'output', "
           f"{args.dtype or model.network.dtype()}")
     return 0
 
 
+def _at_least(low: int) -> Any:
+    """An argparse type: an integer >= ``low`` (argparse names the option in its error)."""
+    def parse(text: str) -> int:
+        try:
+            value = int(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError(f"expected an integer, got {text!r}") from None
+        if value < low:
+            raise argparse.ArgumentTypeError(f"expected an integer >= {low}, got {value}")
+        return value
+
+    parse.__name__ = f"integer >= {low}"
+    return parse
+
+
 def _common(s: argparse.ArgumentParser) -> None:
     """The options every computing command takes."""
     s.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library (default numpy)")
     s.add_argument("--device", default=None, help="device, e.g. cuda or cuda:1 (default: the library's)")
-    s.add_argument("--seed", type=int, default=0, help="seed for weights, data and shuffling")
+    s.add_argument("--seed", type=_at_least(0), default=0, help="seed for weights, data and shuffling")
 
 
 def _train_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="train one of the book's examples")
     _common(t)
     t.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
-    t.add_argument("--epochs", type=int, default=None, help="default: the book's for the data set")
-    t.add_argument("--batch-size", type=int, default=None, help="0 = full batch; default: the data set's")
+    t.add_argument("--epochs", type=_at_least(1), default=None, help="default: the book's for the data set")
+    t.add_argument("--batch-size", type=_at_least(0), default=None, help="0 = full batch; default: the data set's")
     t.add_argument("--learning-rate", type=float, default=None)
-    t.add_argument("--hidden", type=int, default=64, help="neurons per hidden layer")
+    t.add_argument("--hidden", type=_at_least(1), default=64, help="neurons per hidden layer")
     t.add_argument("--dtype", default="float32", choices=["float32", "float64"])
-    t.add_argument("--print-every", type=int, default=None, help="steps between reports")
+    t.add_argument("--print-every", type=_at_least(1), default=None, help="steps between reports")
     t.add_argument("--save", metavar="PATH", help="save the trained model (.npz)")
     t.add_argument("--plot", metavar="PATH", help="write a PNG: decision boundary and training curves")
     t.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -305,7 +348,7 @@ def parser() -> argparse.ArgumentParser:
     e.add_argument("model")
     e.add_argument("--dataset", default=None, choices=sorted(DEFAULTS),
                    help="default: the one the model was trained on (stored in the file), else spiral")
-    e.add_argument("--batch-size", type=int, default=None)
+    e.add_argument("--batch-size", type=_at_least(0), default=None)
     e.set_defaults(func=cmd_evaluate)
 
     r = sub.add_parser("predict", help="predict with a saved model on inputs from a .npy or .csv file")
@@ -313,7 +356,7 @@ def parser() -> argparse.ArgumentParser:
     r.add_argument("model")
     r.add_argument("--input", required=True, help="a .npy or comma-separated file of shape (n, features)")
     r.add_argument("--output", default=None, help="write predictions to a .npy file (default: print)")
-    r.add_argument("--batch-size", type=int, default=None)
+    r.add_argument("--batch-size", type=_at_least(0), default=None)
     r.set_defaults(func=cmd_predict)
 
     x = sub.add_parser("export", help="export a saved model's predict as an ONNX file (needs portable_nn[onnx])")

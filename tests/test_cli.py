@@ -7,7 +7,10 @@ from portable_nn.cli import main
 
 
 def run(capsys, *argv):
-    code = main(list(argv))
+    try:
+        code = main(list(argv))
+    except SystemExit as exc:  # argparse's usage errors
+        code = exc.code
     out, err = capsys.readouterr()
     return code, out, err
 
@@ -64,8 +67,8 @@ def test_errors_are_one_line(tmp_path, capsys):
     bad.write_bytes(b"not a model")
     code, _, err = run(capsys, "evaluate", str(bad))
     assert code == 2 and err.count("\n") == 1 and "not a valid portable_nn model file" in err
-    code, _out, err = run(capsys, "train", "--epochs", "-3", "--quiet")
-    assert code == 2 and "epochs must be a positive integer" in err and "Traceback" not in err
+    code, _out, err = run(capsys, "train", "--epochs", "-3", "--quiet")  # argparse's usage line, then the error
+    assert code == 2 and "argument --epochs: expected an integer >= 1, got -3" in err and "Traceback" not in err
 
 
 def test_python_dash_m(tmp_path):
@@ -80,9 +83,11 @@ def test_python_dash_m(tmp_path):
 
 def test_bad_options_fail_before_any_training(tmp_path, capsys):
     code, _, err = run(capsys, "train", "--epochs", "0", "--quiet")
-    assert code == 2 and "epochs must be a positive integer, got 0" in err
-    code, _, err = run(capsys, "train", "--print-every", "0", "--epochs", "2", "--quiet")
-    assert code == 2 and "print_every must be a positive integer, got 0" in err
+    assert code == 2 and "argument --epochs: expected an integer >= 1, got 0" in err
+    code, _, err = run(capsys, "train", "--print-every", "0", "--epochs", "2")  # no progress bar drawn first
+    assert code == 2 and "argument --print-every: expected an integer >= 1, got 0" in err and "step/s" not in err
+    code, _, err = run(capsys, "train", "--seed", "-1", "--quiet")
+    assert code == 2 and "argument --seed: expected an integer >= 0, got -1" in err
     code, out, err = run(capsys, "train", "--epochs", "5", "--quiet", "--save", str(tmp_path / "missing" / "m.npz"))
     assert code == 2 and "--save" in err and "the folder does not exist" in err and "spiral on" not in out
 
@@ -200,3 +205,39 @@ def test_out_of_memory_is_one_line(monkeypatch, capsys):
     monkeypatch.setattr(cli, "build_model", huge)
     code, _, err = run(capsys, "train", "--hidden", "100000000", "--quiet")
     assert code == 2 and err == "portable-nn: error: out of memory (a smaller --hidden or --batch-size?)\n"
+
+
+def test_ctrl_c_during_train_saves_the_model_reached(tmp_path, capsys, monkeypatch):
+    """Ctrl-C at a step boundary: the model is saved, the epoch and step are named, the exit code is 130."""
+    import os
+    import signal
+
+    from portable_nn import cli
+
+    def press_ctrl_c(self, info):
+        if info["global_step"] == 3:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    monkeypatch.setattr(cli.Progress, "__call__", press_ctrl_c)
+    path = tmp_path / "m.npz"
+    code, out, err = run(capsys, "train", "--epochs", "50", "--print-every", "1", "--quiet", "--save", str(path))
+    assert code == 130, err
+    assert "interrupted at the end of epoch 3, step 1" in err
+    assert f"saved the model reached at the end of epoch 3, step 1 to {path}" in err, err
+    code, out, _ = run(capsys, "evaluate", str(path))
+    assert code == 0 and out.startswith("spiral test data on numpy")
+
+
+def test_paths_and_sizes_are_checked_alike(tmp_path, capsys):
+    pytest.importorskip("matplotlib")
+    model, plot = tmp_path / "m.npz", tmp_path / "curves"
+    code, out, _ = run(capsys, "train", "--epochs", "3", "--quiet", "--save", str(model), "--plot", str(plot))
+    assert code == 0 and f"saved plot to {plot}.png" in out and (tmp_path / "curves.png").exists()
+    missing = tmp_path / "missing" / "x"
+    for argv, option in ((["predict", str(model), "--input", str(model), "--output", str(missing) + ".npy"],
+                          "predict --output"), (["export", str(model), str(missing) + ".onnx"], "export")):
+        code, _, err = run(capsys, *argv)
+        assert code == 2 and f"{option} {missing}" in err and "the folder does not exist" in err, err
+    pytest.importorskip("ndonnx")
+    code, _, err = run(capsys, "export", str(model), str(tmp_path / "m.onnx"), "--batch", "-3")
+    assert code == 2 and "export --batch -3: a fixed batch size must be >= 1" in err

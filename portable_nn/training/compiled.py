@@ -323,7 +323,7 @@ def torch_step(plan: Plan) -> Any:
         # dynamo caches compiled graphs per *code object*, at most recompile_limit (8) of them: a code object
         # of its own per model, so that many models in one process each keep their compiled step
         run.__code__ = run.__code__.replace(co_name=f"portable_nn_step_{next(_STEP_IDS)}")
-        compiled = torch.compile(run, dynamic=False, fullgraph=True)
+        compiled: Any = torch.compile(run, dynamic=False, fullgraph=True)
         compiled.eager = run
         return compiled
 
