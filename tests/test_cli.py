@@ -241,3 +241,35 @@ def test_paths_and_sizes_are_checked_alike(tmp_path, capsys):
     pytest.importorskip("ndonnx")
     code, _, err = run(capsys, "export", str(model), str(tmp_path / "m.onnx"), "--batch", "-3")
     assert code == 2 and "export --batch -3: a fixed batch size must be >= 1" in err
+
+
+def test_a_missing_backend_names_its_extra(monkeypatch, capsys):
+    import builtins
+
+    real_import = builtins.__import__
+
+    def no_torch(name, *args, **kwargs):
+        if name == "torch" or name.startswith("torch."):
+            raise ImportError("No module named 'torch'")
+        return real_import(name, *args, **kwargs)
+
+    monkeypatch.setattr(builtins, "__import__", no_torch)
+    monkeypatch.delitem(__import__("sys").modules, "torch", raising=False)
+    code, _, err = run(capsys, "check", "--backend", "torch")
+    assert code == 2 and "backend 'torch' is not installed" in err and 'pip install "portable_nn[torch]"' in err
+
+
+def test_the_progress_bar_ends_on_the_last_figures(monkeypatch, capsys):
+    """The bar's postfix is set before it redraws: its last line shows the run's last loss, in significant
+    digits (it lagged one report, and the sine data's small losses printed as 0.0000)."""
+    tqdm = pytest.importorskip("tqdm")
+    from portable_nn import cli
+
+    shown = []
+    monkeypatch.setattr(tqdm.std.tqdm, "update", lambda self, n=1: shown.append(self.postfix))
+    progress = cli.Progress(4, quiet=False)
+    for step, loss in ((2, 0.5), (4, 0.00001234)):
+        progress({"global_step": step, "total_steps": 4, "epoch": 1, "step": step, "loss": loss, "accuracy": 0.5,
+                  "learning_rate": 0.01})
+    progress.close()
+    assert shown[-1].startswith("loss=1.234e-05,"), shown
