@@ -111,3 +111,46 @@ def test_unknown_chunk_sizes_are_named_with_the_fix(backend):
     with pytest.raises(ValueError, match=r"y has unknown chunk sizes"):
         m.train(Xd, yf, verbose=False)
     m.train(Xf.compute_chunk_sizes(), yf.compute_chunk_sizes(), verbose=False)  # the fix works
+
+
+def counted(X, chunk):
+    """``X`` as a Dask array whose blocks count how often they are computed (as data read from storage)."""
+    reads = {"rows": 0}
+
+    def read(block):
+        reads["rows"] += block.shape[0]
+        return block
+
+    lazy = da.from_array(X, chunks=(chunk, X.shape[1])).map_blocks(read, dtype=X.dtype, meta=np.empty((0, 0)))
+    return lazy, reads
+
+
+def test_streamed_data_are_read_once_a_pass():
+    """train(epochs=1) reads every row of X once (the checks ride on the streaming pass), and so do
+    evaluate and evaluate with metrics (checks, sums and counts in one graph run)."""
+    X, y = spiral_data(50, 3, seed=0)  # 150 rows
+    X = X.astype(np.float64)
+    yd = da.from_array(y, chunks=25)
+    m = classifier()
+    Xd, reads = counted(X, 25)
+    m.train(Xd, yd, epochs=1, batch_size=32, verbose=False)
+    assert reads["rows"] == 150
+    reads["rows"] = 0
+    m.evaluate(Xd, yd)
+    assert reads["rows"] == 150
+    reads["rows"] = 0
+    m.evaluate(Xd, yd, metrics=[pnn.metrics.F1(), pnn.metrics.Precision()])
+    assert reads["rows"] == 150
+
+
+def test_a_bad_value_in_streamed_data_is_found_by_the_streaming_pass():
+    X, y = spiral_data(50, 3, seed=0)
+    X = X.astype(np.float64)
+    X[140, 1] = np.nan  # in the last window
+    m = classifier()
+    with pytest.raises(ValueError, match="Model.train: X contains NaN or infinite values"):
+        m.train(da.from_array(X, chunks=25), da.from_array(y, chunks=25), epochs=3, batch_size=32, verbose=False)
+    bad_labels = y.copy()
+    bad_labels[3] = 7
+    with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):
+        classifier().evaluate(da.from_array(X[:100], chunks=25), da.from_array(bad_labels[:100], chunks=25))

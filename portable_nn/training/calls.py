@@ -4,7 +4,9 @@ the engine (``runners.fit``).  ``Model`` only composes: it calls these with itse
 
 from __future__ import annotations
 
+import importlib
 import math
+import warnings
 from typing import Any
 
 import array_api_compat
@@ -18,7 +20,7 @@ from . import compiled
 from .loop import History, Scored, batches, prepared_targets
 from .runners import fit
 from .step import Plan, evaluate_sums
-from .validate import check_data, check_features, check_pair, known_rows, positive_int
+from .validate import check_data, check_features, check_pair, known_rows, positive_int, verify
 from .weights import host_weights, sample_weights
 
 __all__ = ["evaluate", "predict", "train"]
@@ -38,11 +40,18 @@ def split(what: str, X: Any, y: Any, fraction: Any, validation_data: Any) -> tup
     return X[:n - held, ...], y[:n - held, ...], (X[n - held:, ...], y[n - held:, ...])
 
 
-def check(model: Any, what: str, X: Any, y: Any) -> None:
-    """``X`` and ``y`` fit the model (``ValueError``/``TypeError`` naming what does not)."""
+def check(model: Any, what: str, X: Any, y: Any, values: bool = True) -> dict[str, Any]:
+    """``X`` and ``y`` fit the model (``ValueError``/``TypeError`` naming what does not); without ``values``,
+    the value checks come back unread (``validate.check_data``)."""
     net = model.network
-    check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
-               target_kind=model.loss.target_kind)
+    return check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
+                      target_kind=model.loss.target_kind, values=values)
+
+
+def window_check(model: Any, what: str) -> Any:
+    """The value checks of streamed Dask data, run on each window as it is read (the data are read once a
+    pass: no pass of their own).  A bad value stops training at the window that holds it."""
+    return lambda x, y: check(model, what, x, y)
 
 
 def _checked(model: Any, X: Any, y: Any, *, epochs: Any, batch_size: Any, print_every: Any, validation_data: Any,
@@ -58,7 +67,10 @@ def _checked(model: Any, X: Any, y: Any, *, epochs: Any, batch_size: Any, print_
         X, y, validation_data = split("Model.train", X, y, validation_split, validation_data)
         if sample_weight is not None:
             sample_weight = sample_weight[:int(X.shape[0])]
-    check(model, "train", X, y)
+    check(model, "train", X, y, values=not _xp.is_lazy(X))  # Dask: checked as the windows stream
+    if validation_data is not None and _xp.is_lazy(check_pair("Model.train", "validation_data", validation_data)[0]):
+        # evaluated every epoch: brought into memory once, and checked there
+        validation_data = (validation_data[0].compute(), validation_data[1].compute())
     # class weights ("balanced") from the rows trained on, after the split
     weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
                              target_kind=model.loss.target_kind, n_outputs=model.network.n_outputs())
@@ -125,13 +137,15 @@ def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, v
         parallel.agree(raw, error)
     kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                               "validation_data": validation_data, "metrics": checked_metrics, **options}
+    if _xp.is_lazy(X):
+        kwargs["window_check"] = window_check(model, "train")
     return _run(model, plan, X, y, weights, parallel, compiler, callbacks, kwargs)
 
 
 def _runner(model: Any, X: Any, batch_size: int | None, parallel: Any, compile: Any) -> str | None:
     """The compiler to train with (None: eager), after the batches are checked against the layers."""
-    if not _xp.is_lazy(X):  # Dask's row counts are known when the blocks are
-        check_batches(model, int(X.shape[0]), batch_size, parallel.size if parallel is not None else 1)
+    # Dask streams the same batches (a partial batch completed across windows): its row count is known here
+    check_batches(model, int(X.shape[0]), batch_size, parallel.size if parallel is not None else 1)
     compiler = compiled.choose("train", _xp.namespace(X), False if parallel and compile == "auto" else compile)
     if parallel is not None and compiler is not None:
         raise ValueError("Model.train: distributed training runs the eager step; pass compile=False")
@@ -182,9 +196,11 @@ def _train_distributed(model: Any, plan: Plan, parallel: Any, X: Array, y: Array
 
 
 def evaluate(model: Any, plan: Plan, X: Array, y: Array, *, batch_size: Any, compile: Any, metrics: Any) -> Any:
-    """``Model.evaluate``: see its docstring."""
+    """``Model.evaluate``: see its docstring.  On Dask the data are read once: the value checks, the sums and
+    the metrics' counts are computed in one graph run."""
     batch_size = positive_int("Model.evaluate", "batch_size", batch_size, allow_none=True)
-    check(model, "evaluate", X, y)
+    lazy = _xp.is_lazy(X)
+    checks = check(model, "evaluate", X, y, values=not lazy)
     xp = _xp.namespace(X)
     compiler = compiled.choose("evaluate", xp, compile)
     model.network.place(X)
@@ -194,12 +210,30 @@ def evaluate(model: Any, plan: Plan, X: Array, y: Array, *, batch_size: Any, com
         sums = compiled.evaluate_jax(plan, X, y_loss, y_acc, batch_size)
     else:  # PyTorch evaluates eagerly: torch.compile of inference costs more than it saves here
         sums = evaluate_sums(plan, X, y_loss, y_acc, batches(int(X.shape[0]), batch_size))
+    scored = None
+    if metrics is not None:
+        checked = metrics_.check_metrics("evaluate", metrics, model.loss, model.network.n_outputs())
+        scored = Scored(plan, checked, [("", X, y)], batch_size)
+    counts = scored.counts(plan) if scored is not None else []
+    if lazy:
+        sums, counts, ok = _computed_once(list(sums), counts, checks)
+        verify("evaluate", X, ok, model.network.n_outputs())
     loss, acc = _xp.to_host(xp, list(sums))
-    if metrics is None:
+    if scored is None:
         return loss, acc
-    checked = metrics_.check_metrics("evaluate", metrics, model.loss, model.network.n_outputs())
-    scored = Scored(plan, checked, [("", X, y)], batch_size)
-    return loss, acc, scored.values(scored.counts(plan))
+    return loss, acc, scored.values(counts)
+
+
+def _computed_once(sums: list[Any], counts: list[Any], checks: dict[str, Any]) -> tuple[Any, Any, dict[str, Any]]:
+    """Dask: the sums, the metrics' counts (nested lists) and the checks, computed in one graph run."""
+    dask: Any = importlib.import_module("dask")
+    flat = [a for per_set in counts for per_metric in per_set for a in per_metric]
+    with warnings.catch_warnings():  # bad values (1e300 in a float32 model) warn in the sums: verify names them
+        warnings.simplefilter("ignore", RuntimeWarning)
+        values = dask.compute(*sums, *flat, *checks.values())
+    sums_host, rest = list(values[:len(sums)]), iter(values[len(sums):len(sums) + len(flat)])
+    counts_host = [[[next(rest) for _ in per_metric] for per_metric in per_set] for per_set in counts]
+    return sums_host, counts_host, dict(zip(checks, values[len(sums) + len(flat):], strict=True))
 
 
 def predict(model: Any, X: Array, *, batch_size: Any, compile: Any) -> Array:

@@ -33,7 +33,8 @@ __all__ = ["EagerRunner", "JaxRunner", "fit"]
 def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
         validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
         callback: Callable[[dict[str, Any]], None] | None, runner: str = "eager", parallel: Any = None,
-        callbacks: Any = None, metrics: list[Any] | None = None) -> History:
+        callbacks: Any = None, metrics: list[Any] | None = None,
+        window_check: Callable[[Array, Array], None] | None = None) -> History:
     """Train ``plan`` on checked data with the runner named ``runner`` (``"eager"``, ``"torch"`` or
     ``"jax"``); see ``Model.train``.  ``parallel``: a ``distributed.DataParallel`` (every rank runs this on
     the same global batches)."""
@@ -61,7 +62,7 @@ def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, 
         return run(plan, eager, xp, **options)
     # Dask: stream windows of blocks into their own library (training/stream.py); the parameters and state
     # move there for the call and back to Dask arrays after it
-    source = Streamed(plan, X, y, batch_size, shuffle, rng)
+    source = Streamed(plan, X, y, batch_size, shuffle, rng, check=window_check)
     local = source.first_block()
     with _moved(plan, local, X):
         guard = guard_for(local, plan.network, optimizer, source.steps)

@@ -49,7 +49,7 @@ class Streamed:
     """The batches of one epoch over a Dask ``X``/``y``, computed a window of blocks at a time."""
 
     def __init__(self, plan: Plan, X: Any, y: Any, batch_size: int | None, shuffle: bool, rng: Any,
-                 window: int | None = None) -> None:
+                 window: int | None = None, check: Any = None) -> None:
         if len(X.chunks) > 1 and len(X.chunks[1]) > 1:
             X = X.rechunk({1: -1})  # whole rows in a block
         if y.ndim > 1 and len(y.chunks[1]) > 1:
@@ -64,6 +64,7 @@ class Streamed:
         self.steps = math.ceil(self.n / self.batch_size)
         self.peak_rows = 0
         self.whole: tuple[Array, Array] | None = None
+        self.check = check  # the data's value checks, on each window of the first epoch (read once a pass)
 
     def first_block(self) -> Array:
         """An array of the blocks' library and device (Dask's zero-size ``_meta``): where training runs."""
@@ -81,6 +82,8 @@ class Streamed:
             x, y = (xs[0], ys[0]) if len(chosen) == 1 else (xp.concat(xs, axis=0), xp.concat(ys, axis=0))
             if len(chosen) == self.blocks:
                 self.whole = (x, y)
+            if self.check is not None:
+                self.check(x, y)
         xp = _xp.namespace(x)
         if self.shuffle:
             rows = xp.asarray(self.rng.permutation(int(x.shape[0])), device=_xp.array_device(x))
@@ -134,3 +137,4 @@ class Streamed:
                 carry_x, carry_y = x[full:, ...], y[full:, ...]
         if carry_x is not None:  # the epoch's last, partial batch
             yield (carry_x, *prepare(carry_y))
+        self.check = None  # every window was checked: later epochs read the same data

@@ -59,8 +59,14 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind: str,
-               n_inputs: int | None = None, dtype: str | None = None) -> Namespace:
-    """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss)."""
+               n_inputs: int | None = None, dtype: str | None = None, values: bool = True) -> dict[str, Array]:
+    """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss).
+
+    Shapes and dtypes are checked at once.  The value checks (finiteness, label ranges) are device booleans:
+    with ``values`` they are read back and checked here (one host sync); without, they are returned unread,
+    for a caller that reads them with the data's own pass (Dask: each block is read once) and hands them to
+    ``verify``.
+    """
     xp = check_features(what, X, n_inputs)
     if X.shape[0] == 0:
         raise ValueError(f"Model.{what}: X has no samples")
@@ -72,7 +78,14 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
         checks["X fits float32"] = xp.max(xp.abs(X)) <= FLOAT32_MAX
     if y is not None:
         checks.update(_check_targets(what, xp, X, y, n_outputs, target_kind))
-    ok = dict(zip(checks, _xp.to_host(xp, list(checks.values())), strict=True))
+    if values:
+        verify(what, X, dict(zip(checks, _xp.to_host(xp, list(checks.values())), strict=True)), n_outputs)
+    return checks
+
+
+def verify(what: str, X: Any, ok: dict[str, Any], n_outputs: int | None) -> None:
+    """Raise the error of the first value check that failed (``ok``: the checks read back, by name)."""
+    xp = _xp.namespace(X)
     if not ok["X"]:  # a NaN/inf, or only an overflowing sum: decide exactly
         ok["X"] = _xp.to_host(xp, [xp.all(xp.isfinite(X))])[0]
     for name, passed in ok.items():
@@ -85,7 +98,6 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
         if name == "binary targets":
             raise ValueError(f"Model.{what}: binary targets must be 0 or 1")
         raise ValueError(f"Model.{what}: class labels must be in [0, {n_outputs}), the model has {n_outputs} outputs")
-    return xp
 
 
 def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None,
