@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import Any
 
-from . import _xp, io, summary
+from . import _xp, io, state_dict, summary
 from ._typing import Array, LayerLike
 from .accuracy import Accuracy
 from .losses import Loss, fused_loss
@@ -139,19 +139,15 @@ class Model:
         raises ``FloatingPointError`` naming the epoch and step (the policy
         per kind of backend: ``training/guard.py``).  Not thread-safe.
 
-        ``compile``: ``"auto"`` compiles the whole step where it pays off (JAX:
-        blocks of epochs under one ``jax.jit``), ``True`` also on PyTorch
-        (``torch.compile``; an error on a backend without a compiler),
-        ``False`` never (``training/compiled.py``).  On JAX, reports of a
-        compiled block are made when the block ends (``print_every`` // steps
-        per epoch epochs run per dispatch), with each step's exact figures.
+        ``compile``: ``"auto"`` compiles where it pays off (JAX: blocks of
+        epochs under one ``jax.jit``, reported when each ends), ``True`` also
+        on PyTorch (``torch.compile``), ``False`` never (``training/runners.py``).
 
         ``distributed``: True (``MPI.COMM_WORLD``) or an MPI communicator:
         data-parallel training, every rank calling ``train`` with the same
         data and arguments (``portable_nn/distributed.py``).
 
-        ``validation_split``: the last fraction of the rows (taken before
-        shuffling, as Keras does) becomes the validation data.
+        ``validation_split``: the last fraction of the rows (before shuffling, as Keras) validates.
 
         ``callbacks``: ``portable_nn.callbacks`` objects (``EarlyStopping``,
         ``ModelCheckpoint``, ``ReduceLROnPlateau`` or your own), run at each
@@ -165,11 +161,9 @@ class Model:
         accuracy and validation figures are not weighted.
 
         ``metrics``: ``portable_nn.metrics`` objects scored at each epoch's
-        end on the training data (with the model as it is then) and on the
-        validation data (``val_<name>``), from counts on the device read back
-        at report points; in ``history.metrics`` and the callbacks' logs
-        (``EarlyStopping(monitor="val_f1", mode="max")``).  Dask training
-        data are not scored (read once an epoch); their validation data are.
+        end on the training and validation data (``val_<name>``); in
+        ``history.metrics`` and the callbacks' logs (``EarlyStopping("val_f1")``).
+        Dask training data are not scored (read once an epoch).
         """
         plan = self._require("train", optimizer=True)
         return calls.train(self, plan, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every,
@@ -211,6 +205,13 @@ class Model:
 
     def load_parameters(self, path: Any) -> None:
         io.load_parameters(self.network.trainable, path)
+
+    def save_weights(self, path: Any) -> None:
+        """``.safetensors``: PyTorch's ``state_dict`` of the equivalent ``nn.Sequential`` (``state_dict.py``)."""
+        state_dict.save_weights(self, path)
+
+    def load_weights(self, path: Any) -> None:
+        state_dict.load_weights(self, path)
 
     def save(self, path: Any) -> None:
         """Architecture (JSON), parameters, optimizer state and ``metadata`` in one ``.npz``; no pickle."""
