@@ -18,7 +18,10 @@ from __future__ import annotations
 
 import math
 import string
+import sys
 from typing import Any
+
+import numpy as np
 
 from . import _xp, metrics
 
@@ -61,20 +64,24 @@ def _direction(owner: str, monitor: str) -> str:
 
 
 class _Monitor(Callback):
-    """Tracks the best value of ``monitor`` (lower is better for losses, higher for accuracies)."""
+    """Tracks the best value of ``monitor``, with Keras 3's rules (``MonitorCallback``): the first value is the
+    best so far (a ``baseline`` stands in for it); a value improves on a reference when ``value + min_delta <
+    reference`` (mode "min") or ``value - min_delta > reference`` ("max"), ``min_delta`` taken by its
+    absolute value; a NaN never improves (except as the first value, as in Keras)."""
 
-    def __init__(self, owner: str, monitor: str, min_delta: float, mode: str) -> None:
+    def __init__(self, owner: str, monitor: str, min_delta: float, mode: str, verbose: bool = False) -> None:
         if mode not in ("auto", "min", "max"):
             raise ValueError(f"{owner}: mode must be 'auto', 'min' or 'max', got {mode!r}")
         min_delta = float(min_delta)
-        if not math.isfinite(min_delta) or min_delta < 0:
-            raise ValueError(f"{owner}: min_delta must be a finite number >= 0, got {min_delta!r}")
-        self.owner, self.monitor, self.min_delta = owner, str(monitor), min_delta
+        if not math.isfinite(min_delta):
+            raise ValueError(f"{owner}: min_delta must be a finite number, got {min_delta!r}")
+        self.owner, self.monitor, self.min_delta = owner, str(monitor), abs(min_delta)  # Keras: |min_delta|
         self.mode = mode if mode != "auto" else _direction(owner, self.monitor)
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.verbose = bool(verbose)
+        self.best: float | None = None
 
     def reset(self) -> None:
-        self.best = math.inf if self.mode == "min" else -math.inf
+        self.best = None
 
     def value(self, logs: dict[str, float]) -> float:
         if self.monitor not in logs:
@@ -82,27 +89,42 @@ class _Monitor(Callback):
                              f"{sorted(logs)} (val_* figures need validation_data)")
         return float(logs[self.monitor])
 
+    def is_improvement(self, value: float, reference: float | None) -> bool:
+        if reference is None:
+            return True
+        return value + self.min_delta < reference if self.mode == "min" else value - self.min_delta > reference
+
     def improved(self, value: float) -> bool:
-        """Whether ``value`` beats the best so far by more than ``min_delta`` (and records it if so)."""
-        better = value < self.best - self.min_delta if self.mode == "min" else value > self.best + self.min_delta
-        if better:
+        """Whether ``value`` improves on the best so far (and records it if so)."""
+        if self.is_improvement(value, self.best):
             self.best = value
-        return better
+            return True
+        return False
+
+    def say(self, text: str) -> None:
+        if self.verbose:
+            print(f"{self.owner}: {text}", file=sys.stdout)
 
 
 class EarlyStopping(_Monitor):
-    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs.
+    """Stop when ``monitor`` has not improved by more than ``min_delta`` for ``patience`` epochs -- epoch by
+    epoch as Keras 3 decides (tested against it on the same sequences of values).
 
-    ``restore_best``: at the end, the parameters of the best epoch come back
-    (copies taken with ``get_parameters``: a real copy on every backend).
+    ``baseline``: the wait restarts only on values that also beat it; ``start_from_epoch``: the first epochs
+    (that many) are not monitored.  ``restore_best``: at the end, the parameters of the best epoch come back
+    (copies taken with ``get_parameters``: a real copy on every backend).  ``verbose``: says when it stopped
+    and what it restored.
     """
 
     def __init__(self, monitor: str = "val_loss", *, patience: int = 0, min_delta: float = 0.0,
-                 restore_best: bool = True, mode: str = "auto") -> None:
-        super().__init__("EarlyStopping", monitor, min_delta, mode)
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"EarlyStopping: patience must be an integer >= 0, got {patience!r}")
-        self.patience, self.restore_best = patience, bool(restore_best)
+                 restore_best: bool = True, mode: str = "auto", baseline: float | None = None,
+                 start_from_epoch: int = 0, verbose: bool = False) -> None:
+        super().__init__("EarlyStopping", monitor, min_delta, mode, verbose)
+        for name, count in (("patience", patience), ("start_from_epoch", start_from_epoch)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"EarlyStopping: {name} must be an integer >= 0, got {count!r}")
+        self.patience, self.restore_best, self.start_from_epoch = patience, bool(restore_best), start_from_epoch
+        self.baseline = None if baseline is None else float(baseline)
         self.wait = 0
         self.best_epoch: int | None = None
         self.stopped_epoch: int | None = None
@@ -112,20 +134,34 @@ class EarlyStopping(_Monitor):
         self.reset()
         self.wait, self.best_epoch, self.stopped_epoch, self.best_parameters = 0, None, None, None
 
+    def _keep(self, epoch: int) -> None:
+        self.best_epoch = epoch
+        if self.restore_best:  # the running statistics too (BatchNorm): buffers are rebound, never written
+            self.best_parameters = (self.model.get_parameters(), self.model.network.buffer_values())
+
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
-        if self.improved(self.value(logs)):
-            self.wait, self.best_epoch = 0, epoch
-            if self.restore_best:  # the running statistics too (BatchNorm): buffers are rebound, never written
-                self.best_parameters = (self.model.get_parameters(), self.model.network.buffer_values())
+        current = self.value(logs)
+        if epoch - 1 < self.start_from_epoch:  # Keras counts epochs from 0
             return None
+        if self.restore_best and self.best_parameters is None:
+            self._keep(epoch)
         self.wait += 1
-        if self.wait >= self.patience:
+        if self.improved(current):
+            self._keep(epoch)
+            if self.baseline is None or self.is_improvement(current, self.baseline):
+                self.wait = 0
+            return None
+        if self.wait >= self.patience and epoch > 1:
             self.stopped_epoch = epoch
             return True
         return None
 
     def on_train_end(self, logs: dict[str, Any] | None = None) -> None:
-        if self.restore_best and self.best_parameters is not None:
+        restored = self.restore_best and self.best_parameters is not None
+        if self.stopped_epoch is not None or restored:
+            stopped = f"stopped at epoch {self.stopped_epoch}" if self.stopped_epoch is not None else "did not stop"
+            self.say(f"{stopped}" + (f", restored epoch {self.best_epoch}" if restored else ""))
+        if restored:
             parameters, buffers = self.best_parameters
             self.model.set_parameters(parameters)  # moved to where the model lives now (Dask: back home)
             current = self.model.network.buffer_values()
@@ -134,7 +170,8 @@ class EarlyStopping(_Monitor):
 
     def get_config(self) -> dict[str, Any]:
         return {"monitor": self.monitor, "patience": self.patience, "min_delta": self.min_delta,
-                "restore_best": self.restore_best, "mode": self.mode}
+                "restore_best": self.restore_best, "mode": self.mode, "baseline": self.baseline,
+                "start_from_epoch": self.start_from_epoch}
 
 
 class ModelCheckpoint(_Monitor):
@@ -188,44 +225,60 @@ def _fields(owner: str, path: str) -> set[str]:
 
 
 class ReduceLROnPlateau(_Monitor):
-    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs.
+    """Multiply the learning rate by ``factor`` when ``monitor`` has not improved for ``patience`` epochs, then
+    wait ``cooldown`` epochs before counting again -- epoch by epoch as Keras 3 decides (tested against it).
 
     Both ``learning_rate`` (what decay starts from) and ``current_learning_rate`` are scaled, never below
-    ``min_lr``; on JAX the rates are traced inputs, so nothing recompiles.
+    ``min_lr`` (no reduction once the rate is there); on JAX the rates are traced inputs, so nothing recompiles.
+    ``verbose``: says each change (``ReduceLROnPlateau: learning rate 0.001 -> 0.0005``).
     """
 
     def __init__(self, monitor: str = "val_loss", *, factor: float = 0.1, patience: int = 10,
-                 min_delta: float = 1e-4, min_lr: float = 0.0, mode: str = "auto") -> None:
-        super().__init__("ReduceLROnPlateau", monitor, min_delta, mode)
+                 min_delta: float = 1e-4, min_lr: float = 0.0, mode: str = "auto", cooldown: int = 0,
+                 verbose: bool = False) -> None:
+        super().__init__("ReduceLROnPlateau", monitor, min_delta, mode, verbose)
         factor = float(factor)
         if not 0.0 < factor < 1.0:
             raise ValueError(f"ReduceLROnPlateau: factor must be in (0, 1), got {factor!r}")
-        if isinstance(patience, bool) or not isinstance(patience, int) or patience < 0:
-            raise ValueError(f"ReduceLROnPlateau: patience must be an integer >= 0, got {patience!r}")
-        self.factor, self.patience, self.min_lr = factor, patience, float(min_lr)
-        self.wait = 0
+        for name, count in (("patience", patience), ("cooldown", cooldown)):
+            if isinstance(count, bool) or not isinstance(count, int) or count < 0:
+                raise ValueError(f"ReduceLROnPlateau: {name} must be an integer >= 0, got {count!r}")
+        self.factor, self.patience, self.min_lr, self.cooldown = factor, patience, float(min_lr), cooldown
+        self.wait = self.cooldown_counter = 0
         self.reductions: list[tuple[int, float]] = []
 
     def on_train_begin(self, logs: dict[str, Any] | None = None) -> None:
         self.reset()
-        self.wait = 0
+        self.wait = self.cooldown_counter = 0
 
     def on_epoch_end(self, epoch: int, logs: dict[str, float]) -> bool | None:
-        if self.improved(self.value(logs)):
+        current = self.value(logs)
+        if self.cooldown_counter > 0:
+            self.cooldown_counter -= 1
             self.wait = 0
-            return None
-        self.wait += 1
-        if self.wait >= self.patience:
-            optimizer = self.model.optimizer
-            optimizer.learning_rate = max(self.min_lr, optimizer.learning_rate * self.factor) or optimizer.learning_rate
-            optimizer.current_learning_rate = max(self.min_lr, optimizer.current_learning_rate * self.factor)
-            self.reductions.append((epoch, optimizer.current_learning_rate))
+        if self.improved(current):
             self.wait = 0
+        elif self.cooldown_counter <= 0:
+            self.wait += 1
+            if self.wait >= self.patience:
+                self._reduce(epoch)
         return None
+
+    def _reduce(self, epoch: int) -> None:
+        optimizer = self.model.optimizer
+        old = optimizer.current_learning_rate
+        if old > float(np.float32(self.min_lr)):  # as Keras compares, in float32
+            new = max(old * self.factor, self.min_lr)
+            optimizer.learning_rate = max(self.min_lr, optimizer.learning_rate * self.factor) or \
+                optimizer.learning_rate
+            optimizer.current_learning_rate = new
+            self.reductions.append((epoch, new))
+            self.say(f"learning rate {old:.6g} -> {new:.6g} at epoch {epoch}")
+            self.cooldown_counter, self.wait = self.cooldown, 0
 
     def get_config(self) -> dict[str, Any]:
         return {"monitor": self.monitor, "factor": self.factor, "patience": self.patience,
-                "min_delta": self.min_delta, "min_lr": self.min_lr}
+                "min_delta": self.min_delta, "min_lr": self.min_lr, "cooldown": self.cooldown}
 
 
 class CallbackList:

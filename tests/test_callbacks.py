@@ -133,3 +133,91 @@ def test_early_stopping_restores_batchnorm_statistics_where_the_model_lives(back
     for value in m.network.buffer_values():
         assert type(value) is type(m.layers[0].weight), type(value)
     assert tuple(m.predict(X).compute().shape) == (180, 3)
+
+
+# -- the same decisions as Keras 3, epoch by epoch -----------------------------------------------------------
+
+def keras_callbacks():
+    import os
+
+    os.environ.setdefault("KERAS_BACKEND", "numpy")  # the callbacks' logic only: no training backend needed
+    keras = pytest.importorskip("keras")
+    return keras.callbacks
+
+
+class _Optimizer:
+    def __init__(self, rate):
+        self.learning_rate = self.current_learning_rate = rate
+
+
+class _Model:
+    """What the callbacks touch: Keras's stop flag and optimizer rate, our optimizer's two rates."""
+
+    def __init__(self, rate=0.1):
+        self.stop_training = False
+        self.optimizer = _Optimizer(rate)
+
+
+def sequences():
+    rng = np.random.default_rng(0)
+    out = [[1.0, 0.9, 0.8, 0.95, 0.7, 0.71, 0.72, 0.69, 0.9, 0.9], [0.5] * 8, [float("nan"), 0.4, 0.3, 0.5, 0.6],
+           [0.4, float("nan"), 0.3, 0.3, 0.31, float("nan"), 0.2, 0.25, 0.26, 0.27, 0.28]]
+    out += [list(np.round(rng.uniform(0, 1, size=12).cumsum() * rng.choice([-1, 1]), 3)) for _ in range(20)]
+    out += [list(np.round(rng.uniform(0, 1, size=15), 2)) for _ in range(20)]
+    return out
+
+
+EARLY = [dict(patience=0), dict(patience=2), dict(patience=3, min_delta=0.05), dict(patience=2, min_delta=-0.05),
+         dict(patience=1, baseline=0.5), dict(patience=2, start_from_epoch=3), dict(patience=2, mode="max"),
+         dict(patience=1, mode="max", baseline=0.6, min_delta=0.01)]
+
+
+@pytest.mark.parametrize("options", EARLY, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_early_stopping_decides_as_keras(options):
+    keras = keras_callbacks()
+    for values in sequences():
+        theirs = keras.EarlyStopping(monitor="val_loss", **options)
+        theirs.set_model(_Model())
+        theirs.on_train_begin()
+        ours = EarlyStopping("val_loss", restore_best=False, **options)
+        ours.on_train_begin()
+        for epoch, value in enumerate(values):
+            theirs.on_epoch_end(epoch, {"val_loss": value})
+            stop = bool(ours.on_epoch_end(epoch + 1, {"val_loss": value}))
+            assert stop == theirs.model.stop_training, (values, epoch)
+            assert ours.wait == theirs.wait, (values, epoch)
+            if stop:
+                break
+        assert (ours.stopped_epoch or 1) - 1 == theirs.stopped_epoch
+
+
+REDUCE = [dict(patience=1), dict(patience=2, cooldown=2), dict(patience=1, factor=0.5, min_lr=0.02),
+          dict(patience=0, cooldown=1), dict(patience=2, min_delta=-0.1, mode="max"), dict(patience=3, min_delta=0.0)]
+
+
+@pytest.mark.parametrize("options", REDUCE, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
+def test_reduce_lr_on_plateau_decides_as_keras(options):
+    keras = keras_callbacks()
+    for values in sequences():
+        theirs = keras.ReduceLROnPlateau(monitor="val_loss", **options)
+        theirs.set_model(_Model())
+        theirs.on_train_begin()
+        ours = ReduceLROnPlateau("val_loss", **options)
+        ours.set_model(_Model())
+        ours.on_train_begin()
+        for epoch, value in enumerate(values):
+            theirs.on_epoch_end(epoch, {"val_loss": value})
+            ours.on_epoch_end(epoch + 1, {"val_loss": value})
+            assert ours.model.optimizer.current_learning_rate == pytest.approx(
+                float(theirs.model.optimizer.learning_rate), rel=1e-12), (values, epoch)
+
+
+def test_callbacks_say_what_they_do(backend, capsys):
+    X, y, Xv, yv = data(backend)
+    # mode="max" on a falling validation loss: no improvement after the first epoch, both act at epoch 2
+    stop = EarlyStopping("val_loss", patience=1, mode="max", verbose=True)
+    reduce = ReduceLROnPlateau("val_loss", patience=0, factor=0.5, mode="max", verbose=True)
+    classifier().train(X, y, epochs=30, validation_data=(Xv, yv), callbacks=[reduce, stop], verbose=False)
+    out = capsys.readouterr().out
+    assert "EarlyStopping: stopped at epoch 2, restored epoch 1" in out
+    assert "ReduceLROnPlateau: learning rate 0.05 -> 0.025 at epoch 2" in out
