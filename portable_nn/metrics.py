@@ -153,9 +153,15 @@ def check_metrics(what: str, metrics: Any, loss: Any, n_outputs: int | None = No
     Class metrics need class labels: a categorical loss, or a binary one with one output (classes 0 and 1).
     """
     checked: list[Metric] = []
-    for metric in [metrics] if isinstance(metrics, Metric) else list(metrics):
+    for given in [metrics] if isinstance(metrics, Metric | str) else list(metrics):
+        metric = given
+        if isinstance(given, str):  # by name, as Keras takes them: "f1", "precision", "mae", ...
+            if given not in Metric.by_name:
+                raise ValueError(f"Model.{what}: unknown metric {given!r}; known: {sorted(Metric.by_name)}")
+            metric = Metric.by_name[given]()
         if not isinstance(metric, Metric):
-            raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects, got {metric!r}")
+            raise TypeError(f"Model.{what}: metrics must be portable_nn.metrics objects or their names, got "
+                            f"{metric!r}")
         if metric.needs == "classes" and loss is not None and loss.target_kind != "classes" \
                 and not _binary(loss, n_outputs):
             raise ValueError(f"Model.{what}: {metric!r} needs class labels (a categorical loss, or a binary one "

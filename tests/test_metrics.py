@@ -43,8 +43,8 @@ def test_evaluate_returns_metrics(backend):
     assert results["f1"] == pytest.approx(skm.f1_score(y, pred, average="macro", zero_division=0))
     onehot = backend.asarray(np.eye(3)[y])
     assert m.evaluate(Xb, onehot, metrics=[pnn.metrics.F1()])[2]["f1"] == pytest.approx(results["f1"])  # one-hot
-    with pytest.raises(TypeError, match="metrics must be portable_nn.metrics objects"):
-        m.evaluate(Xb, yb, metrics=["f1"])
+    with pytest.raises(TypeError, match="metrics must be portable_nn.metrics objects or their names, got 42"):
+        m.evaluate(Xb, yb, metrics=[42])  # names are taken (test_metrics_by_name_as_keras_takes_them)
 
 
 def test_mae_for_regression(backend):
@@ -140,8 +140,8 @@ def test_a_metric_can_be_monitored():
     h = m.train(X, y, epochs=20, verbose=False, validation_data=(Xv, yv), metrics=[pnn.metrics.F1()],
                 callbacks=[stop])
     assert stop.best_epoch == 1 and stop.stopped_epoch == 3 and len(h.metrics["val_f1"]) == 3
-    with pytest.raises(TypeError, match="metrics must be portable_nn.metrics objects"):
-        m.train(X, y, verbose=False, metrics=["f1"])
+    with pytest.raises(TypeError, match="metrics must be portable_nn.metrics objects or their names"):
+        m.train(X, y, verbose=False, metrics=[len])
     with pytest.raises(ValueError, match="needs class labels"):
         r = pnn.Model().add(pnn.Dense(2, 1, seed=0)).add(pnn.Linear())
         r.set(loss=pnn.MeanSquaredError(), optimizer=pnn.SGD(0.1), accuracy=pnn.RegressionAccuracy()).finalize()
@@ -165,3 +165,19 @@ def test_a_regression_metric_on_a_classifier_is_refused_before_training(backend)
     assert m.optimizer.iterations == 0
     with pytest.raises(ValueError, match=r"Model.evaluate: MAE\(\) compares outputs"):
         m.evaluate(backend.asarray(X), backend.asarray(y), metrics=[pnn.metrics.MAE()])
+
+
+def test_metrics_by_name_as_keras_takes_them(backend):
+    X, y = spiral_data(20, 3, seed=1)
+    Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
+    m = train_classifier()
+    history = m.train(Xb, yb, epochs=2, verbose=False, metrics=["f1", "precision", "recall", "top_k_accuracy"])
+    assert {"f1", "precision", "recall", "top_k_accuracy"} <= set(history.metrics)
+    _, _, by_name = m.evaluate(Xb, yb, metrics=["f1", "recall"])
+    _, _, by_object = m.evaluate(Xb, yb, metrics=[pnn.metrics.F1(), pnn.metrics.Recall()])
+    assert by_name == by_object
+    with pytest.raises(ValueError, match=r"unknown metric 'auc'; known: \['f1', 'mae', 'precision', 'recall', "
+                                         r"'top_k_accuracy'\]"):
+        m.evaluate(Xb, yb, metrics=["auc"])
+    with pytest.raises(ValueError, match=r"MAE\(\) compares outputs with regression targets"):
+        m.evaluate(Xb, yb, metrics="mae")
