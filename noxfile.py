@@ -41,8 +41,8 @@ def run_suite(session: nox.Session, backend: str, *extra: str, extras: str = "")
 
 @nox.session
 def numpy(session: nox.Session) -> None:
-    """NumPy, with the ONNX export tests (the onnx extra) and the downstream example's tests."""
-    run_suite(session, "numpy", extras="onnx")
+    """NumPy, with the ONNX export tests (the onnx extra), the downstream example's tests and Parquet tables."""
+    run_suite(session, "numpy", "pyarrow", extras="onnx")
 
 
 @nox.session

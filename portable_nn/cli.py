@@ -4,6 +4,8 @@
     portable-nn train --backend torch --device cuda --dataset digits --save m.npz --plot m.png
     portable-nn evaluate m.npz --dataset digits
     portable-nn predict m.npz --input X.npy --output y.npy
+    portable-nn train --data iris.csv --target species --save m.npz   # your own table
+    portable-nn predict m.npz --input new.csv --proba --output p.csv
     portable-nn check --backend jax
 
 Errors are one line on stderr (exit status 2), not a traceback.
@@ -134,6 +136,14 @@ def _folder_exists(option: str, path: str | None) -> None:
         raise OSError(f"{option} {path}: the folder does not exist")
 
 
+def _outputs_writable(args: Any) -> None:
+    """``--save`` and ``--plot`` can be written: checked before training, not after."""
+    for option, path in (("--save", args.save), ("--plot", args.plot)):
+        _folder_exists(option, path)
+    if args.plot and importlib.util.find_spec("matplotlib") is None:
+        raise ImportError("--plot needs matplotlib: pip install 'portable_nn[plot]'")
+
+
 def _plot_path(path: str) -> str:
     """What matplotlib writes for ``path``: a name without an extension gets ``.png``."""
     return path if os.path.splitext(path)[1] else path + ".png"
@@ -150,16 +160,31 @@ def _interrupted(model: Any, args: Any, exc: KeyboardInterrupt) -> int:
     return 130
 
 
+def cmd_train_data(args: Any) -> int:
+    """``train --data FILE``: your own table (``cli_data.py``)."""
+    from .cli_data import train_table
+
+    _outputs_writable(args)
+    backend = get_backend(args.backend, args.device)
+    model, history, X, y = train_table(args, backend, lambda steps: Progress(steps, args.quiet))
+    if args.save:
+        model.save(args.save)
+        print(f"saved model to {args.save}")
+    if args.plot:
+        plot(model, history, X, y, args.data, args.plot)
+        print(f"saved plot to {_plot_path(args.plot)}")
+    return 0
+
+
 def cmd_train(args: Any) -> int:
+    if args.data:  # your own table
+        return cmd_train_data(args)
     backend = get_backend(args.backend, args.device)
     X, y, Xt, yt = load_dataset(args.dataset, args.seed)
     n_classes = int(y.max()) + 1 if y.ndim == 1 else y.shape[1]
     model = build_model(args.dataset, X.shape[1], n_classes, args)
     cfg = DEFAULTS[args.dataset]
-    for option, path in (("--save", args.save), ("--plot", args.plot)):  # fail before training, not after
-        _folder_exists(option, path)
-    if args.plot and importlib.util.find_spec("matplotlib") is None:
-        raise ImportError("--plot needs matplotlib: pip install 'portable_nn[plot]'")
+    _outputs_writable(args)
     epochs = args.epochs if args.epochs is not None else cfg["epochs"]
     batch_size = args.batch_size if args.batch_size is not None else cfg["batch_size"]
     batch_size = batch_size or None
@@ -238,34 +263,33 @@ def cmd_predict(args: Any) -> int:
     _folder_exists("predict --output", args.output)
     backend = get_backend(args.backend, args.device)
     model = Model.load(args.model)
-    raw = read_bounded(args.input)  # a regular file of bounded size: never /dev/zero or a FIFO
+    from .cli_data import predict_table, write_predictions
+
+    X = predict_table(args.input, model, args.delimiter) if "features" in model.metadata else _numbers(args.input)
+    with _naming_the_training_data(args, model.metadata.get("dataset")):
+        out = model.predict(backend.asarray(X), batch_size=args.batch_size or None)
+    write_predictions(args, model, out, backend)
+    return 0
+
+
+def _numbers(path: str) -> np.ndarray:
+    """A ``.npy`` or comma-separated file of numbers as float32 rows (for the built-in data sets' models)."""
+    raw = read_bounded(path)  # a regular file of bounded size: never /dev/zero or a FIFO
     with warnings.catch_warnings():
         warnings.simplefilter("error")  # an empty CSV: NumPy's warning becomes our one-line error
         try:
-            if args.input.endswith(".npy"):
+            if path.endswith(".npy"):
                 X = np.load(io.BytesIO(raw), allow_pickle=False)
             else:
                 X = np.loadtxt(io.StringIO(raw.decode("utf-8", errors="replace")), delimiter=",", ndmin=2)
         except UserWarning as exc:
-            raise ValueError(f"{args.input}: {exc}") from None
+            raise ValueError(f"{path}: {exc}") from None
     if not np.issubdtype(X.dtype, np.number) or np.iscomplexobj(X):
-        raise ValueError(f"{args.input}: expected real numbers, got dtype {X.dtype}")
+        raise ValueError(f"{path}: expected real numbers, got dtype {X.dtype}")
     X = np.asarray(X, dtype=np.float32)
     if not np.all(np.isfinite(X)):
-        raise ValueError(f"{args.input}: the input contains NaN or infinite values")
-    from ._xp import to_numpy
-
-    with _naming_the_training_data(args, model.metadata.get("dataset")):
-        out = to_numpy(model.predict(backend.asarray(X), batch_size=args.batch_size or None))
-    preds = to_numpy(model.layers[-1].predictions(backend.asarray(out)))
-    if args.output:
-        written = args.output if args.output.endswith(".npy") else args.output + ".npy"  # what np.save writes
-        np.save(written, np.asarray(preds), allow_pickle=False)
-        print(f"wrote {len(preds)} predictions to {written}")
-    else:
-        for row in np.asarray(preds).reshape(len(preds), -1):
-            print(" ".join(str(v) for v in row))
-    return 0
+        raise ValueError(f"{path}: the input contains NaN or infinite values")
+    return X
 
 
 def cmd_check(args: Any) -> int:
@@ -310,6 +334,12 @@ def _at_least(low: int) -> Any:
     return parse
 
 
+def _version() -> str:
+    from . import __version__
+
+    return str(__version__)
+
+
 def _common(s: argparse.ArgumentParser) -> None:
     """The options every computing command takes."""
     s.add_argument("--backend", default="numpy", choices=BACKENDS, help="array library (default numpy)")
@@ -321,6 +351,12 @@ def _train_parser(sub: Any) -> None:
     t = sub.add_parser("train", help="train one of the book's examples")
     _common(t)
     t.add_argument("--dataset", default="spiral", choices=sorted(DEFAULTS))
+    t.add_argument("--data", metavar="FILE", help="your own table: .csv (header detected), .npz (X, y) or .parquet")
+    t.add_argument("--target", metavar="COLUMN", help="--data's target column, by name or index (default: the last)")
+    t.add_argument("--delimiter", default=None, help="--data's CSV delimiter (default ',', tabs for .tsv)")
+    t.add_argument("--task", choices=["classification", "regression"], default=None,
+                   help="default: classes for strings or integers, regression for other numbers")
+    t.add_argument("--validation-split", type=float, default=None, help="--data's held-out fraction (default 0.2)")
     t.add_argument("--epochs", type=_at_least(1), default=None, help="default: the book's for the data set")
     t.add_argument("--batch-size", type=_at_least(0), default=None, help="0 = full batch; default: the data set's")
     t.add_argument("--learning-rate", type=float, default=None)
@@ -339,6 +375,7 @@ def _train_parser(sub: Any) -> None:
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="portable-nn", description=__doc__.split("\n")[0])
+    p.add_argument("--version", action="version", version=f"portable-nn {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     _train_parser(sub)
     common = _common
@@ -354,8 +391,11 @@ def parser() -> argparse.ArgumentParser:
     r = sub.add_parser("predict", help="predict with a saved model on inputs from a .npy or .csv file")
     common(r)
     r.add_argument("model")
-    r.add_argument("--input", required=True, help="a .npy or comma-separated file of shape (n, features)")
-    r.add_argument("--output", default=None, help="write predictions to a .npy file (default: print)")
+    r.add_argument("--input", required=True, help="a .npy or comma-separated file of shape (n, features); for a "
+                   "model trained with --data, a table as its (a header is fine; the target column is ignored)")
+    r.add_argument("--output", default=None, help="write predictions to a .csv or .npy file (default: print)")
+    r.add_argument("--proba", action="store_true", help="the probabilities of each class, not the labels")
+    r.add_argument("--delimiter", default=None, help="the input CSV's delimiter (default ',')")
     r.add_argument("--batch-size", type=_at_least(0), default=None)
     r.set_defaults(func=cmd_predict)
 

@@ -167,9 +167,9 @@ def sequences():
     return out
 
 
-EARLY = [dict(patience=0), dict(patience=2), dict(patience=3, min_delta=0.05), dict(patience=2, min_delta=-0.05),
-         dict(patience=1, baseline=0.5), dict(patience=2, start_from_epoch=3), dict(patience=2, mode="max"),
-         dict(patience=1, mode="max", baseline=0.6, min_delta=0.01)]
+EARLY = [{"patience": 0}, {"patience": 2}, {"patience": 3, "min_delta": 0.05}, {"patience": 2, "min_delta": -0.05},
+         {"patience": 1, "baseline": 0.5}, {"patience": 2, "start_from_epoch": 3}, {"patience": 2, "mode": "max"},
+         {"patience": 1, "mode": "max", "baseline": 0.6, "min_delta": 0.01}]
 
 
 @pytest.mark.parametrize("options", EARLY, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
@@ -191,8 +191,9 @@ def test_early_stopping_decides_as_keras(options):
         assert (ours.stopped_epoch or 1) - 1 == theirs.stopped_epoch
 
 
-REDUCE = [dict(patience=1), dict(patience=2, cooldown=2), dict(patience=1, factor=0.5, min_lr=0.02),
-          dict(patience=0, cooldown=1), dict(patience=2, min_delta=-0.1, mode="max"), dict(patience=3, min_delta=0.0)]
+REDUCE = [{"patience": 1}, {"patience": 2, "cooldown": 2}, {"patience": 1, "factor": 0.5, "min_lr": 0.02},
+          {"patience": 0, "cooldown": 1}, {"patience": 2, "min_delta": -0.1, "mode": "max"},
+          {"patience": 3, "min_delta": 0.0}]
 
 
 @pytest.mark.parametrize("options", REDUCE, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
