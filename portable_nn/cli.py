@@ -167,13 +167,18 @@ def cmd_train_data(args: Any) -> int:
     _outputs_writable(args)
     backend = get_backend(args.backend, args.device)
     model, history, X, y = train_table(args, backend, lambda steps: Progress(steps, args.quiet))
+    _save_and_plot(args, model, history, X, y, args.data)
+    return 0
+
+
+def _save_and_plot(args: Any, model: Model, history: Any, X: np.ndarray, y: np.ndarray, name: str) -> None:
+    """``--save`` and ``--plot`` after training."""
     if args.save:
         model.save(args.save)
         print(f"saved model to {args.save}")
     if args.plot:
-        plot(model, history, X, y, args.data, args.plot)
+        plot(model, history, X, y, name, args.plot)
         print(f"saved plot to {_plot_path(args.plot)}")
-    return 0
 
 
 def cmd_train(args: Any) -> int:
@@ -216,13 +221,8 @@ def cmd_train(args: Any) -> int:
           f"({1e3 * seconds / steps:.3f} ms/step{how})")
     print(f"train: loss {history.loss[-1]:.4g}, acc {history.accuracy[-1]:.4f} | "
           f"test: loss {test_loss:.4g}, acc {test_acc:.4f}")
-    if args.save:
-        model.metadata["dataset"] = args.dataset  # evaluate's default, and named when data do not fit
-        model.save(args.save)
-        print(f"saved model to {args.save}")
-    if args.plot:
-        plot(model, history, X, y, args.dataset, args.plot)
-        print(f"saved plot to {_plot_path(args.plot)}")
+    model.metadata["dataset"] = args.dataset  # evaluate's default, and named when data do not fit
+    _save_and_plot(args, model, history, X, y, args.dataset)
     return 0
 
 

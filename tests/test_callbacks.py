@@ -172,15 +172,20 @@ EARLY = [{"patience": 0}, {"patience": 2}, {"patience": 3, "min_delta": 0.05}, {
          {"patience": 1, "mode": "max", "baseline": 0.6, "min_delta": 0.01}]
 
 
+def both(theirs, ours):
+    """Keras's callback and ours, each with its model, at the start of training."""
+    for callback in (theirs, ours):
+        callback.set_model(_Model())
+        callback.on_train_begin()
+    return theirs, ours
+
+
 @pytest.mark.parametrize("options", EARLY, ids=lambda o: ",".join(f"{k}={v}" for k, v in o.items()))
 def test_early_stopping_decides_as_keras(options):
     keras = keras_callbacks()
     for values in sequences():
-        theirs = keras.EarlyStopping(monitor="val_loss", **options)
-        theirs.set_model(_Model())
-        theirs.on_train_begin()
-        ours = EarlyStopping("val_loss", restore_best=False, **options)
-        ours.on_train_begin()
+        theirs, ours = both(keras.EarlyStopping(monitor="val_loss", **options),
+                            EarlyStopping("val_loss", restore_best=False, **options))
         for epoch, value in enumerate(values):
             theirs.on_epoch_end(epoch, {"val_loss": value})
             stop = bool(ours.on_epoch_end(epoch + 1, {"val_loss": value}))
@@ -200,12 +205,8 @@ REDUCE = [{"patience": 1}, {"patience": 2, "cooldown": 2}, {"patience": 1, "fact
 def test_reduce_lr_on_plateau_decides_as_keras(options):
     keras = keras_callbacks()
     for values in sequences():
-        theirs = keras.ReduceLROnPlateau(monitor="val_loss", **options)
-        theirs.set_model(_Model())
-        theirs.on_train_begin()
-        ours = ReduceLROnPlateau("val_loss", **options)
-        ours.set_model(_Model())
-        ours.on_train_begin()
+        theirs, ours = both(keras.ReduceLROnPlateau(monitor="val_loss", **options),
+                            ReduceLROnPlateau("val_loss", **options))
         for epoch, value in enumerate(values):
             theirs.on_epoch_end(epoch, {"val_loss": value})
             ours.on_epoch_end(epoch + 1, {"val_loss": value})

@@ -32,7 +32,7 @@ def spiral_csv(path, delimiter=",", rows=None):
 
 def test_a_csv_with_a_header_and_string_labels_trains_and_predicts_the_names(tmp_path, capsys):
     data, model = tmp_path / "spiral.csv", tmp_path / "m.npz"
-    X, names = spiral_csv(data)
+    _, names = spiral_csv(data)
     code, out, err = run(capsys, "train", "--data", str(data), "--target", "colour", "--epochs", "60", "--quiet",
                          "--save", str(model))
     assert code == 0, err
