@@ -171,8 +171,9 @@ def test_metrics_by_name_as_keras_takes_them(backend):
     X, y = spiral_data(20, 3, seed=1)
     Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y)
     m = train_classifier()
-    history = m.train(Xb, yb, epochs=2, verbose=False, metrics=["f1", "precision", "recall", "top_k_accuracy"])
-    assert {"f1", "precision", "recall", "top_k_accuracy"} <= set(history.metrics)
+    history = m.train(Xb, yb, epochs=2, verbose=False, validation_data=(Xb, yb),  # Dask scores validation data
+                      metrics=["f1", "precision", "recall", "top_k_accuracy"])
+    assert {"val_f1", "val_precision", "val_recall", "val_top_k_accuracy"} <= set(history.metrics)
     _, _, by_name = m.evaluate(Xb, yb, metrics=["f1", "recall"])
     _, _, by_object = m.evaluate(Xb, yb, metrics=[pnn.metrics.F1(), pnn.metrics.Recall()])
     assert by_name == by_object
