@@ -270,6 +270,9 @@ class DataParallel:
         """An error on this rank only: say it, then end the whole job (the others would wait forever)."""
         print(f"portable_nn.distributed: rank {self.rank} of {self.size}: {type(exc).__name__}: {exc}",
               file=sys.stderr, flush=True)
+        # MPI_Abort has mpiexec kill every process at once; a moment first lets its proxy forward the message
+        # (without it the line was sometimes lost: the job ended, unexplained)
+        time.sleep(0.5)
         self.comm.Abort(1)
 
 
