@@ -68,14 +68,15 @@ def _checked(model: Any, X: Any, y: Any, *, epochs: Any, batch_size: Any, print_
         if sample_weight is not None:
             sample_weight = sample_weight[:int(X.shape[0])]
     check(model, "train", X, y, values=not _xp.is_lazy(X))  # Dask: checked as the windows stream
-    if validation_data is not None and _xp.is_lazy(check_pair("Model.train", "validation_data", validation_data)[0]):
-        # evaluated every epoch: brought into memory once, and checked there
-        validation_data = (validation_data[0].compute(), validation_data[1].compute())
+    if validation_data is not None:
+        Xv, yv = check_pair("Model.train", "validation_data", validation_data)
+        if _xp.is_lazy(Xv):  # evaluated every epoch: brought into memory once, and checked there
+            Xv, yv = Xv.compute(), yv.compute()
+            validation_data = (Xv, yv)
     # class weights ("balanced") from the rows trained on, after the split
     weights = sample_weights("Model.train", X, y, sample_weight, class_weight,
                              target_kind=model.loss.target_kind, n_outputs=model.network.n_outputs())
     if validation_data is not None:
-        Xv, yv = check_pair("Model.train", "validation_data", validation_data)
         check(model, "train (validation_data)", Xv, yv)
         if not _xp.is_lazy(X) and not _xp.is_lazy(Xv):  # Dask data stream into their blocks' library
             _xp.check_same_place(Xv, X, "Model.train: validation_data", held="the training data are")

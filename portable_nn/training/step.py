@@ -20,7 +20,6 @@ backward, as functions of the layers' arrays.
 from __future__ import annotations
 
 import copy
-import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any, NamedTuple
@@ -52,7 +51,6 @@ class Plan:
     # per-sample weights of a train call (Model.train sets them for the call): they ride as the last column of
     # the loss targets (loop.prepared_targets), so every batching path slices them with the targets
     weights: Any = field(default=None, compare=False, repr=False)
-    lock: Any = field(default_factory=threading.Lock, compare=False, repr=False)
     # compiled functions (training/compiled.py), keyed by what fixes their shapes; never pickled
     compiled: dict[Any, Any] = field(default_factory=dict, compare=False, repr=False)
 
@@ -61,10 +59,10 @@ class Plan:
         self.parameters = self.network.parameters()
 
     def __getstate__(self) -> dict[str, Any]:
-        return {k: v for k, v in self.__dict__.items() if k not in ("lock", "compiled", "weights")}
+        return {k: v for k, v in self.__dict__.items() if k not in ("compiled", "weights")}
 
     def __setstate__(self, state: dict[str, Any]) -> None:
-        self.__dict__.update(state, lock=threading.Lock(), compiled={}, weights=None)
+        self.__dict__.update(state, compiled={}, weights=None)
 
     @property
     def body(self) -> int | None:
