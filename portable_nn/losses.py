@@ -214,22 +214,27 @@ class SoftmaxCategoricalCrossentropy(Loss):
         return self.dinput
 
     def forward_backward(self, logits: Any, y_true: Any, sample_weight: Any = None) -> tuple[Any, Any]:
-        """The training step's loss work in one pass: ``(sum of losses, dL/dlogits)``.
+        """The training step's loss work in one pass: ``(sum of losses, dL/dlogits)``; stores ``.output``
+        and ``.dinput`` (the book's protocol over ``value_and_grad``)."""
+        loss_sum, self.dinput, self.output = self.value_and_grad(logits, y_true, sample_weight)
+        return loss_sum, self.dinput
+
+    def value_and_grad(self, logits: Array, y_true: Array,
+                       sample_weight: Array | None = None) -> tuple[Array, Array, Array]:
+        """``(sum of losses, dL/dlogits, probabilities)``, pure: the loss keeps nothing.
 
         ``sum_i L_i = sum_i log(sum_j exp(z_ij - m_i)) - sum_ij y_ij (z_ij - m_i)``: two
-        whole-array reductions instead of a per-row one; stores ``.output``.  With ``sample_weight``:
+        whole-array reductions instead of a per-row one.  With ``sample_weight``:
         ``sum_i w_i L_i`` and ``dinput = w_i (S_i - y_i) / n``.
         """
         xp, y = self._categorical(logits, y_true)
-        shifted, total, self.output = softmax_parts(xp, logits)
+        shifted, total, output = softmax_parts(xp, logits)
         if sample_weight is None:
             loss_sum = xp.sum(xp.log(total)) - xp.sum(shifted * y)
-            self.dinput = (self.output - y) / logits.shape[0]
-            return loss_sum, self.dinput
+            return loss_sum, (output - y) / logits.shape[0], output
         w = xp.reshape(sample_weight, (-1, 1))
         loss_sum = xp.sum(w * (xp.log(total) - xp.sum(shifted * y, axis=1, keepdims=True)))
-        self.dinput = (self.output - y) * (w / logits.shape[0])
-        return loss_sum, self.dinput
+        return loss_sum, (output - y) * (w / logits.shape[0]), output
 
 
 class BinaryCrossentropy(Loss):
