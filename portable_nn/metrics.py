@@ -84,6 +84,8 @@ class _Averaged(Metric):
 
 
 class Precision(_Averaged):
+    """``tp / (tp + fp)`` per class, macro-averaged over all output columns (``average=None``: per class)."""
+
     name = "precision"
 
     def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -91,6 +93,8 @@ class Precision(_Averaged):
 
 
 class Recall(_Averaged):
+    """``tp / (tp + fn)`` per class, macro-averaged over all output columns (``average=None``: per class)."""
+
     name = "recall"
 
     def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -98,6 +102,8 @@ class Recall(_Averaged):
 
 
 class F1(_Averaged):
+    """``2 p r / (p + r)`` per class, macro-averaged over all output columns (``average=None``: per class)."""
+
     name = "f1"
 
     def per_class(self, tp: np.ndarray, predicted: np.ndarray, actual: np.ndarray) -> np.ndarray:
@@ -106,6 +112,8 @@ class F1(_Averaged):
 
 
 class TopKAccuracy(Metric):
+    """The fraction of rows whose label is among the ``k`` highest outputs (a tie with the k-th counts as a hit)."""
+
     name = "top_k_accuracy"
 
     def __init__(self, k: int = 5) -> None:
@@ -129,6 +137,8 @@ class TopKAccuracy(Metric):
 
 
 class MAE(Metric):
+    """Mean absolute error over all outputs, for regression models."""
+
     name = "mae"
     needs = "values"
     greater_is_better = False

@@ -50,6 +50,7 @@ class Model:
 
     # -- building -----------------------------------------------------------
     def add(self, layer: LayerLike) -> Model:
+        """Append a layer (a ``Layer``, or any object with the book's ``forward``/``backward``); returns the model."""
         if not is_layer(layer):
             raise TypeError(f"Model.add: expected a layer with forward/backward, got {type(layer).__name__}")
         self.layers.append(layer)
@@ -58,6 +59,7 @@ class Model:
 
     def set(self, *, loss: Loss | None = None, optimizer: Optimizer | None = None,
             accuracy: Accuracy | None = None) -> Model:
+        """Set the loss, the optimizer (a new one starts from fresh state) and the accuracy; returns the model."""
         self.loss = loss if loss is not None else self.loss
         if optimizer is not None and optimizer is not self.optimizer:  # a new optimizer starts from fresh state
             for p in self.network.parameters():
@@ -118,10 +120,10 @@ class Model:
         *,
         epochs: int = 1,
         batch_size: int | None = None,
-        print_every: int = 1,
+        print_every: int | None = None,
         validation_data: tuple[Array, Array] | None = None,
         validation_split: float | None = None,
-        shuffle: bool = False,
+        shuffle: bool | None = None,
         seed: int | None = None,
         verbose: bool = True,
         callback: Callable[[dict[str, Any]], None] | None = None,
@@ -134,36 +136,32 @@ class Model:
     ) -> History:
         """Train; return per-epoch loss, accuracy, learning rate and validation figures.
 
-        Reports happen every ``print_every`` optimizer steps and at the last
-        step; only they read values back from the device.  A non-finite loss
-        raises ``FloatingPointError`` naming the epoch and step (the policy
-        per kind of backend: ``training/guard.py``).  Not thread-safe.
+        Reports happen every ``print_every`` optimizer steps (default: each epoch's end, as Keras) and at the last
+        step; only they read values back from the device.  ``shuffle`` (default: where there are mini-batches)
+        draws each epoch's order from ``seed``; the book's order fails on class-sorted data (README: conventions).
+        A non-finite loss raises ``FloatingPointError`` naming the epoch and step (the policy per kind of backend:
+        ``training/guard.py``).  Not thread-safe.
 
-        ``compile``: ``"auto"`` compiles where it pays off (JAX: blocks of
-        epochs under one ``jax.jit``, reported when each ends), ``True`` also
-        on PyTorch (``torch.compile``), ``False`` never (``training/runners.py``).
+        ``compile``: ``"auto"`` compiles where it pays off (JAX: blocks of epochs under one ``jax.jit``, reported
+        when each ends), ``True`` also on PyTorch (``torch.compile``), ``False`` never (``training/runners.py``).
 
-        ``distributed``: True (``MPI.COMM_WORLD``) or an MPI communicator:
-        data-parallel training, every rank calling ``train`` with the same
-        data and arguments (``portable_nn/distributed.py``).
+        ``distributed``: True (``MPI.COMM_WORLD``) or an MPI communicator: data-parallel training, every rank
+        calling ``train`` with the same data and arguments (``portable_nn/distributed.py``).
 
         ``validation_split``: the last fraction of the rows (before shuffling, as Keras) validates.
 
-        ``callbacks``: ``portable_nn.callbacks`` objects (``EarlyStopping``,
-        ``ModelCheckpoint``, ``ReduceLROnPlateau`` or your own), run at each
-        epoch's end; one returning True stops training and the ``History``
-        so far is returned.
+        ``callbacks``: ``portable_nn.callbacks`` objects (``EarlyStopping``, ``ModelCheckpoint``,
+        ``ReduceLROnPlateau`` or your own), run at each epoch's end; one returning True stops training and the
+        ``History`` so far is returned.
 
-        ``sample_weight`` (one weight per row) and ``class_weight`` (a dict
-        ``{class: weight}``, or ``"balanced"``: ``n / (classes present * count)``)
-        weight each sample's loss and gradient; the two multiply.  The loss is
-        ``sum_i w_i L_i / n`` (Keras's convention) and so is the History's;
-        accuracy and validation figures are not weighted.
+        ``sample_weight`` (one weight per row) and ``class_weight`` (a dict ``{class: weight}``, or ``"balanced"``:
+        ``n / (classes present * count)``) weight each sample's loss and gradient; the two multiply.  The loss is
+        ``sum_i w_i L_i / n`` (Keras's convention) and so is the History's; accuracy and validation figures are
+        not weighted.
 
-        ``metrics``: ``portable_nn.metrics`` objects scored at each epoch's
-        end on the training and validation data (``val_<name>``); in
-        ``history.metrics`` and the callbacks' logs (``EarlyStopping("val_f1")``).
-        Dask training data are not scored (read once an epoch).
+        ``metrics``: ``portable_nn.metrics`` objects or names scored at each epoch's end on the training and
+        validation data (``val_<name>``); in ``history.metrics`` and the callbacks' logs
+        (``EarlyStopping("val_f1")``).  Dask training data are not scored (read once an epoch).
         """
         plan = self._require("train", optimizer=True)
         return calls.train(self, plan, X, y, epochs=epochs, batch_size=batch_size, print_every=print_every,
@@ -211,6 +209,8 @@ class Model:
         state_dict.save_weights(self, path)
 
     def load_weights(self, path: Any) -> None:
+        """Read ``save_weights``'s file (or a PyTorch ``nn.Sequential``'s safetensors); a key that does not fit is
+        one ``ValueError`` naming it, and nothing is assigned."""
         state_dict.load_weights(self, path)
 
     def save(self, path: Any) -> None:

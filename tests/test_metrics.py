@@ -97,7 +97,7 @@ def test_metrics_are_scored_every_epoch_as_evaluate_scores_them(backend):
     X, y, Xv, yv = train_data(backend)
     m = train_classifier()
     metrics = [pnn.metrics.F1(), pnn.metrics.Precision(average=None), pnn.metrics.TopKAccuracy(2)]
-    h = m.train(X, y, epochs=4, batch_size=32, verbose=False, validation_data=(Xv, yv), metrics=metrics,
+    h = m.train(X, y, epochs=4, batch_size=32, seed=0, verbose=False, validation_data=(Xv, yv), metrics=metrics,
                 print_every=100)
     val_names = {"val_f1", "val_precision", "val_top_k_accuracy"}
     _, _, val_scores = m.evaluate(Xv, yv, metrics=metrics)
@@ -114,8 +114,8 @@ def test_metrics_are_scored_every_epoch_as_evaluate_scores_them(backend):
     assert h.as_dict()["val_f1"] == h.metrics["val_f1"]
     # one-hot targets: the same classes
     again = train_classifier()
-    h2 = again.train(X, backend.asarray(np.eye(3)[backend.to_numpy(y)]), epochs=4, batch_size=32, verbose=False,
-                     metrics=[pnn.metrics.F1()], print_every=100)
+    h2 = again.train(X, backend.asarray(np.eye(3)[backend.to_numpy(y)]), epochs=4, batch_size=32, seed=0,
+                     verbose=False, metrics=[pnn.metrics.F1()], print_every=100)
     np.testing.assert_allclose(h2.metrics["f1"], h.metrics["f1"], rtol=1e-12)
 
 

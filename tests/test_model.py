@@ -455,3 +455,29 @@ def test_regression_accuracy_moves_with_the_model(backend):
     m.to(like=backend.asarray(X))
     loss, acc = m.evaluate(backend.asarray(X), backend.asarray(y))
     assert np.isfinite(loss) and 0.0 <= acc <= 1.0
+
+
+def test_defaults_report_each_epoch_and_shuffle_mini_batches(capsys):
+    """One line an epoch (not one a step), and mini-batches shuffled from ``seed``: not the book's defaults,
+    under which class-sorted data (spiral_data) silently fail to learn in mini-batches."""
+    X, y = spiral_data(30, 3, seed=0)  # 90 rows sorted by class: 3 batches of 32 an epoch
+    calls = []
+    runs = {}
+    for name, kwargs in {"default": {"seed": 1}, "again": {"seed": 1}, "other seed": {"seed": 2},
+                         "book order": {"shuffle": False}, "shuffled": {"shuffle": True, "seed": 1}}.items():
+        m = spiral_model("float64")
+        m.train(X, y, epochs=4, batch_size=32, callback=calls.append, **kwargs)
+        runs[name] = np.concatenate([np.ravel(p) for pair in m.get_parameters() for p in pair])
+    lines = [line for line in capsys.readouterr().out.splitlines() if line.startswith("epoch")]
+    assert len(lines) == 5 * 4 and [c["step"] for c in calls] == [3] * 20  # every epoch's last step only
+    np.testing.assert_array_equal(runs["default"], runs["again"])
+    np.testing.assert_array_equal(runs["default"], runs["shuffled"])
+    assert not np.array_equal(runs["default"], runs["other seed"])
+    assert not np.array_equal(runs["default"], runs["book order"])
+    # full batch: the order is kept (a permutation would only change the rounding of the sums)
+    a, b = spiral_model("float64"), spiral_model("float64")
+    a.train(X, y, epochs=3, verbose=False)
+    b.train(X, y, epochs=3, shuffle=False, verbose=False)
+    for (wa, ba), (wb, bb) in zip(a.get_parameters(), b.get_parameters(), strict=True):
+        np.testing.assert_array_equal(wa, wb)
+        np.testing.assert_array_equal(ba, bb)

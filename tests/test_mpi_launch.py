@@ -56,7 +56,8 @@ def test_a_rank_that_fails_alone_ends_the_job(tmp_path, error, message):
             if MPI.COMM_WORLD.Get_rank() == 1 and info["global_step"] == 3:
                 raise ERROR(MESSAGE)
 
-        m.train(X, y, epochs=1000, batch_size=32, verbose=False, callback=fail_on_rank_one, distributed=True)
+        m.train(X, y, epochs=1000, batch_size=32, print_every=1, verbose=False, callback=fail_on_rank_one,
+                distributed=True)
     """).replace("ERROR", error).replace("MESSAGE", repr(message)))
     out = launch(2, sys.executable, str(script), timeout=120)
     assert out.returncode != 0

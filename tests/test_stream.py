@@ -27,8 +27,8 @@ def test_streaming_equals_in_memory_training(chunk, batch_size):
     for targets in (y, Y):
         streamed, in_memory = classifier(dropout=True), classifier(dropout=True)
         h_s = streamed.train(da.from_array(X, chunks=(chunk, 1)), da.from_array(targets, chunks=chunk), epochs=3,
-                             batch_size=batch_size, verbose=False)
-        h_m = in_memory.train(X, targets, epochs=3, batch_size=batch_size, verbose=False)
+                             batch_size=batch_size, shuffle=False, verbose=False)
+        h_m = in_memory.train(X, targets, epochs=3, batch_size=batch_size, shuffle=False, verbose=False)
         for a, b in zip(streamed.network.parameters(), in_memory.network.parameters(), strict=True):
             assert type(a.value).__module__.startswith("dask")  # the model still lives on Dask
             np.testing.assert_allclose(np.asarray(a.value), b.value, rtol=1e-12, atol=1e-14)
@@ -53,10 +53,10 @@ def test_streaming_holds_a_bounded_number_of_rows():
     ref.add(pnn.Dense(16, 1, seed=1, dtype="float64")).add(pnn.Linear())
     ref.set(loss=pnn.MeanSquaredError(), optimizer=pnn.Adam(0.01), accuracy=pnn.RegressionAccuracy()).finalize()
     stream.PEAK["rows"] = 0
-    m.train(X, y, epochs=2, batch_size=32, verbose=False)
+    m.train(X, y, epochs=2, batch_size=32, shuffle=False, verbose=False)
     window = stream.window_blocks((rows,) * blocks, 32) * rows
     assert stream.PEAK["rows"] < window + 32 and blocks * rows >= 10 * (window + 32)
-    ref.train(X.compute(), y.compute(), epochs=2, batch_size=32, verbose=False)
+    ref.train(X.compute(), y.compute(), epochs=2, batch_size=32, shuffle=False, verbose=False)
     for a, b in zip(m.network.parameters(), ref.network.parameters(), strict=True):
         np.testing.assert_allclose(np.asarray(a.value), b.value, rtol=1e-12, atol=1e-14)
 

@@ -12,9 +12,9 @@ import portable_nn as pnn
 def test_validation_split_holds_out_the_last_rows(backend):
     X, y, _, _ = data(backend)  # 180 rows
     a, b = classifier(), classifier()
-    ha = a.train(X, y, epochs=3, batch_size=32, validation_split=0.25, verbose=False)
-    hb = b.train(X[:135, ...], y[:135, ...], epochs=3, batch_size=32, validation_data=(X[135:, ...], y[135:, ...]),
-                 verbose=False)
+    ha = a.train(X, y, epochs=3, batch_size=32, seed=0, validation_split=0.25, verbose=False)
+    hb = b.train(X[:135, ...], y[:135, ...], epochs=3, batch_size=32, seed=0,
+                 validation_data=(X[135:, ...], y[135:, ...]), verbose=False)
     np.testing.assert_allclose(ha.val_loss, hb.val_loss, rtol=1e-12)
     np.testing.assert_allclose(ha.loss, hb.loss, rtol=1e-12)
     for bad in (0.0, 1.0, 1.5, -0.2):

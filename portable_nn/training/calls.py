@@ -60,7 +60,7 @@ def _checked(model: Any, X: Any, y: Any, *, epochs: Any, batch_size: Any, print_
     print_every)``; ``weights``: per-row weights on the host, or None."""
     epochs = positive_int("Model.train", "epochs", epochs)
     batch_size = positive_int("Model.train", "batch_size", batch_size, allow_none=True)
-    print_every = positive_int("Model.train", "print_every", print_every)
+    print_every = positive_int("Model.train", "print_every", print_every, allow_none=True)
     if sample_weight is not None:
         sample_weight = host_weights("Model.train", sample_weight, int(X.shape[0]))
     if validation_split is not None:
@@ -138,6 +138,8 @@ def train(model: Any, plan: Plan, X: Array, y: Array, *, validation_data: Any, v
         parallel.agree(raw, error)
     kwargs: dict[str, Any] = {"epochs": epochs, "batch_size": batch_size, "print_every": print_every,
                               "validation_data": validation_data, "metrics": checked_metrics, **options}
+    if kwargs["shuffle"] is None:  # the default: mini-batches are shuffled (Keras's default; the book's was order)
+        kwargs["shuffle"] = batch_size is not None and batch_size < int(X.shape[0])
     if _xp.is_lazy(X):
         kwargs["window_check"] = window_check(model, "train")
     return _run(model, plan, X, y, weights, parallel, compiler, callbacks, kwargs)

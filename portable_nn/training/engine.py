@@ -14,7 +14,7 @@ What varies plugs in (``training/runners.py``), and the loop sees none of it:
   Dask windows: ``stream.Streamed``).
 
 A step never waits for the device: the running sums stay on the device and are
-read back only at report points (every ``print_every`` steps, at epoch ends
+read back only at report points (every ``print_every`` steps or each epoch's end, at epoch ends
 when callbacks listen, at a stop, at the end), where the runner's guard looks.
 """
 
@@ -83,14 +83,14 @@ class _Run:
 @dataclass
 class _Settings:
     epochs: int
-    print_every: int
+    print_every: int | None  # None: at each epoch's end
     verbose: bool
     callback: Callable[[dict[str, Any]], None] | None
     callbacks: Any
     scored: Any
 
 
-def run(plan: Plan, runner: Runner, xp: Namespace, *, epochs: int, print_every: int, verbose: bool,
+def run(plan: Plan, runner: Runner, xp: Namespace, *, epochs: int, print_every: int | None, verbose: bool,
         callback: Callable[[dict[str, Any]], None] | None, callbacks: Any = None, scored: Any = None) -> History:
     """Train with ``runner`` for ``epochs`` epochs; see ``Model.train``."""
     settings = _Settings(epochs, print_every, verbose, callback, callbacks, scored)
@@ -122,7 +122,7 @@ def _after_step(plan: Plan, runner: Runner, xp: Namespace, settings: _Settings, 
         state.pending.append((state.epoch, _epoch_figures(plan, state, block, k, settings.scored)))
     last = k == len(block.losses) - 1
     stop = last and (block.stop if block.stop is not None else interrupts.pending)
-    at_report = state.global_step % settings.print_every == 0 or state.global_step == total
+    at_report = state.global_step % (settings.print_every or steps) == 0 or state.global_step == total
     epoch_end = bool(settings.callbacks) and state.step == steps  # callbacks see every epoch's figures
     finished: list[tuple[int, dict[str, Any]]] = []
     if at_report or stop or epoch_end:

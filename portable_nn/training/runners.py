@@ -12,6 +12,7 @@
 
 from __future__ import annotations
 
+import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -30,7 +31,7 @@ from .stream import Streamed
 __all__ = ["EagerRunner", "JaxRunner", "fit"]
 
 
-def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int,
+def fit(plan: Plan, X: Array, y: Array, *, epochs: int, batch_size: int | None, print_every: int | None,
         validation_data: tuple[Array, Array] | None, shuffle: bool, seed: int | None, verbose: bool,
         callback: Callable[[dict[str, Any]], None] | None, runner: str = "eager", parallel: Any = None,
         callbacks: Any = None, metrics: list[Any] | None = None,
@@ -144,7 +145,7 @@ class EagerRunner:
 
 class JaxRunner:
     """Blocks of epochs under one ``jax.jit``: ``lax.scan`` over each epoch's full batches, then its last partial
-    batch.  A block ends at each ``per_block`` epochs (default: as many as ``print_every`` steps span) and
+    batch.  A block ends at each ``per_block`` epochs (default: as many as ``print_every`` steps span, if set) and
     lasts at most about ``BLOCK_SECONDS``, sized from the timing of a one-epoch block: a Ctrl-C is honoured
     within about a second, at a block's end (the first blocks are one epoch each, until one ran without
     compiling)."""
@@ -152,13 +153,14 @@ class JaxRunner:
     BLOCK_SECONDS = 0.5
 
     def __init__(self, plan: Plan, X: Array, y: Array, batch_size: int | None, shuffle: bool, rng: Any,
-                 validation_data: Any, per_block: int | None, print_every: int) -> None:
+                 validation_data: Any, per_block: int | None, print_every: int | None) -> None:
         self.plan, self.X, self.shuffle, self.rng = plan, X, shuffle, rng
         self.xp = _xp.namespace(X)
         self.n = int(X.shape[0])
         self.bs = self.n if not batch_size else min(batch_size, self.n)
         self.steps = self.n // self.bs + (1 if self.n % self.bs else 0)
-        self.per_block = per_block or max(1, print_every // self.steps)
+        # reports at epochs' ends (print_every None) come after each block: its length is bounded by time only
+        self.per_block = per_block or (max(1, print_every // self.steps) if print_every else sys.maxsize)
         self.y_loss, self.y_acc = prepared_targets(plan, self.xp, y, plan.weights)
         self.val = self.val_batches = None
         if validation_data is not None:

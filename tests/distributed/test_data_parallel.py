@@ -133,8 +133,8 @@ def test_the_rank_is_the_calls_own():
 def test_a_batch_smaller_than_the_ranks_leaves_some_shards_empty():
     X, y = spiral_data(5, 3, seed=1)  # 15 samples, batches of 2: with 3 ranks one shard is empty every step
     parallel, single = model(pnn.Adam(0.05)), model(pnn.Adam(0.05))
-    parallel.train(X, y, epochs=2, batch_size=2, verbose=False, distributed=True)
-    single.train(X, y, epochs=2, batch_size=2, verbose=False)
+    parallel.train(X, y, epochs=2, batch_size=2, seed=0, verbose=False, distributed=True)
+    single.train(X, y, epochs=2, batch_size=2, seed=0, verbose=False)
     for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
         np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-14)
 
@@ -143,8 +143,8 @@ def test_pytorch_cpu_tensors_join_the_all_reduce():
     torch = pytest.importorskip("torch")
     X, y = spiral_data(50, 3, seed=3)
     parallel, single = model(pnn.Adam(0.02)), model(pnn.Adam(0.02))
-    parallel.train(torch.asarray(X), torch.asarray(y), epochs=3, batch_size=32, verbose=False, distributed=True)
-    single.train(X, y, epochs=3, batch_size=32, verbose=False)
+    parallel.train(torch.asarray(X), torch.asarray(y), epochs=3, batch_size=32, seed=0, verbose=False, distributed=True)
+    single.train(X, y, epochs=3, batch_size=32, seed=0, verbose=False)
     for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
         np.testing.assert_allclose(a.value.numpy(), b.value, rtol=1e-12, atol=1e-14)
 
