@@ -1,16 +1,22 @@
-"""ONNX export: ``predict``'s forward pass run once on ``ndonnx`` arrays, which record an ONNX graph.
+"""ONNX export: ``predict``'s forward pass as an ONNX graph of standard operators.
 
-There is no exporter code per layer: ``ndonnx`` implements the array API standard, so the layers' own
-``forward`` -- the code that runs on NumPy, CuPy, PyTorch and JAX -- builds the graph.  The parameters
-become the graph's constants; Dropout is the identity and BatchNorm uses its running statistics, as in
-``predict``.  ``pip install 'portable_nn[onnx]'`` (ndonnx, onnx; onnxruntime to run the file).
+The built-in layers map to one ONNX operator each (``Dense`` -> ``Gemm``, ``ReLU`` -> ``Relu``, ``Softmax`` ->
+``Softmax``, ``BatchNorm`` -> ``Mul`` + ``Add`` of its folded statistics, ...): the graph PyTorch's exporter
+makes, with no control flow.  Any other layer -- a subclass, an extension -- exports through the array API:
+its own ``forward`` runs on ``ndonnx`` arrays, which record what it computes (ndonnx guards some operators
+against empty arrays with ``If`` nodes; those graphs are larger, and equal).  The parameters become constants;
+Dropout is the identity and BatchNorm uses its running statistics, as in ``predict``.
+``pip install 'portable_nn[onnx]'`` (ndonnx, onnx; onnxruntime to run the file).
 """
 
 from __future__ import annotations
 
 import copy
 import importlib
+from collections.abc import Callable
 from typing import Any
+
+import numpy as np
 
 from . import _xp
 from .files import atomic_write
@@ -55,11 +61,12 @@ def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, bat
     for layer in layers:
         if hasattr(layer, "to_dtype"):
             layer.to_dtype(name)
-    net = type(network)(layers)
+    type(network)(layers).to(np.zeros((1,), dtype=name))  # host NumPy copies: the graph's constants
     x = ndx.argument(shape=(batch, n_features), dtype=getattr(ndx, name))
-    net.to(x)  # every parameter and buffer becomes a constant of the graph
-    out = net.infer(x)
-    proto = ndx.build({"input": x}, {"output": out})
+    var = x.unwrap_spox()
+    for layer in layers:
+        var = _layer_graph(ndx, type(network), layer, var)
+    proto = _without_output_identity(ndx.build({"input": x}, {"output": ndx.asarray(var)}))
     from . import __version__
 
     proto.producer_name, proto.producer_version = "portable_nn", __version__
@@ -78,3 +85,102 @@ def export_onnx(model: Any, path: Any, *, n_features: int | None = None, dtype: 
         f.write(data)
 
     atomic_write(path, write)
+
+
+def _const(op: Any, a: Any, shape: tuple[int, ...] | None = None) -> Any:
+    a = np.asarray(a)
+    return op.const(a.reshape(shape) if shape is not None else a)
+
+
+def _dense(op: Any, layer: Any, x: Any) -> Any:
+    """``output = input @ weight + bias``: one ``Gemm``."""
+    return op.gemm(x, _const(op, layer.weight), _const(op, layer.bias, (-1,)))
+
+
+def _batch_norm(op: Any, layer: Any, x: Any) -> Any:
+    """Inference ``(x - mean) / sqrt(var + eps) * weight + bias`` as ``x * s + t``, folded on the host in the
+    layer's dtype: ``Mul`` and ``Add`` (ONNX's ``BatchNormalization`` takes epsilon as a float32)."""
+    s = np.asarray(layer.weight) / np.sqrt(np.asarray(layer.running_var) + layer.epsilon)
+    t = np.asarray(layer.bias) - np.asarray(layer.running_mean) * s
+    return op.add(op.mul(x, _const(op, s)), _const(op, t))
+
+
+def _float32(var: Any) -> bool:
+    return bool(var.unwrap_tensor().dtype == np.float32)
+
+
+def _layer_norm(op: Any, layer: Any, x: Any) -> Any:
+    """ONNX's ``LayerNormalization`` in float32; in float64 onnxruntime's kernel computes its statistics in
+    float32 (2e-12 off): traced instead."""
+    if not _float32(x):
+        return NotImplemented
+    return op.layer_normalization(x, _const(op, layer.weight, (-1,)), _const(op, layer.bias, (-1,)),
+                                  axis=-1, epsilon=layer.epsilon)[0]
+
+
+def _gelu(op: Any, layer: Any, x: Any) -> Any:
+    """ONNX's ``Gelu(approximate="tanh")`` in float32; float64 (onnxruntime's kernel is 6e-9 off) and the erf
+    form (``predict`` needs ``erf`` from the array library) are traced."""
+    if layer.approximate != "tanh" or not _float32(x):
+        return NotImplemented
+    return op.gelu(x, approximate="tanh")
+
+
+# The built-in layers, by exact class (a subclass may compute something else: it is traced), and the ONNX
+# operators of their inference forward pass.  None: the identity (no node); an emitter returning NotImplemented
+# leaves the layer to be traced.
+EMITTERS: dict[str, Callable[[Any, Any, Any], Any] | None] = {
+    "Dense": _dense,
+    "ReLU": lambda op, layer, x: op.relu(x),
+    # onnxruntime has no float64 LeakyRelu kernel: traced there
+    "LeakyReLU": lambda op, layer, x: op.leaky_relu(x, alpha=layer.alpha) if _float32(x) else NotImplemented,
+    "Sigmoid": lambda op, layer, x: op.sigmoid(x),
+    "Tanh": lambda op, layer, x: op.tanh(x),
+    "Softmax": lambda op, layer, x: op.softmax(x, axis=-1),
+    "Linear": None,
+    "Dropout": None,
+    "BatchNorm": _batch_norm,
+    "LayerNorm": _layer_norm,
+    "GELU": _gelu,
+}
+
+
+def _layer_graph(ndx: Any, network_type: Any, layer: Any, var: Any) -> Any:
+    """The graph of ``layer``'s inference forward pass on the ONNX value ``var``: its operators where the layer
+    is a built-in one, else what its own ``forward`` records on ndonnx arrays."""
+    from . import activations, normalization
+    from . import layers as layers_
+
+    name = type(layer).__name__
+    builtin = getattr(layers_, name, None) or getattr(activations, name, None) or getattr(normalization, name, None)
+    if name in EMITTERS and type(layer) is builtin:
+        emit = EMITTERS[name]
+        if emit is None:
+            return var
+        import spox.opset.ai.onnx.v21 as op  # the opset ndonnx records with
+
+        out = emit(op, layer, var)
+        if out is not NotImplemented:
+            return out
+    x = ndx.asarray(var)
+    single = network_type([layer])
+    single.to(x)  # its parameters and buffers become constants of the graph
+    return single.infer(x).unwrap_spox()
+
+
+def _without_output_identity(proto: Any) -> Any:
+    """The node that computes the output writes ``"output"`` itself: the ``Identity`` that names it goes."""
+    graph = proto.graph
+    last = graph.node[len(graph.node) - 1] if len(graph.node) else None
+    produced = {out for node in graph.node for out in node.output}
+    if last is not None and last.op_type == "Identity" and list(last.output) == ["output"] \
+            and last.input[0] in produced:
+        source = last.input[0]
+        graph.node.remove(last)
+        for node in graph.node:
+            node.output[:] = ["output" if out == source else out for out in node.output]
+            node.input[:] = ["output" if name == source else name for name in node.input]
+        for info in graph.value_info:
+            if info.name == source:
+                info.name = "output"
+    return proto

@@ -126,7 +126,7 @@ def test_compiled_training_scores_the_same_metrics(backend):
     for compile in (False, True):
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")  # torch.compile's notes about array-api-compat's lru_cache helpers
-            h = train_classifier().train(X, y, epochs=5, batch_size=16, verbose=False, validation_data=(Xv, yv),
+            h = train_classifier().train(X, y, epochs=5, batch_size=16, seed=0, verbose=False, validation_data=(Xv, yv),
                                    metrics=[pnn.metrics.F1(), pnn.metrics.Recall()], compile=compile)
         runs.append(h)
     for key in runs[0].metrics:

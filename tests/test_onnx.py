@@ -77,6 +77,44 @@ def test_every_layer_exports_and_runs_as_predict(tmp_path, name, dtype):
         np.testing.assert_allclose(got, m.predict(Xn), rtol=tol[0], atol=tol[1])
 
 
+# float64 layers onnxruntime has no exact kernel for (LeakyRelu, Gelu, LayerNormalization): traced through ndonnx
+TRACED_IN_FLOAT64 = {"LeakyReLU", "GELU", "LayerNorm"}
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+@pytest.mark.parametrize("name", HIDDEN)
+def test_built_in_layers_export_as_a_few_standard_operators(tmp_path, name, dtype):
+    """At most 3 operators a layer, no control flow: PyTorch's exporter's graph (Gemm, Relu, Softmax, ...)."""
+    m, _ = classifier(name, dtype)
+    m.export_onnx(tmp_path / "m.onnx")
+    ops = [node.op_type for node in check_file(tmp_path / "m.onnx").graph.node if node.op_type != "Constant"]
+    if dtype == "float64" and name in TRACED_IN_FLOAT64:
+        assert ops[0] == "Gemm" and ops[-2:] == ["Gemm", "Softmax"] and not {"If", "Loop", "Scan"} & set(ops)
+        return
+    assert len(ops) <= 3 * len(m.layers) and not {"If", "Loop", "Scan", "Identity"} & set(ops), ops
+    expected = {"ReLU": ["Relu"], "LeakyReLU": ["LeakyRelu"], "Tanh": ["Tanh"], "Sigmoid": ["Sigmoid"], "Linear": [],
+                "GELU": ["Gelu"], "LayerNorm": ["LayerNormalization", "Relu"], "BatchNorm": ["Mul", "Add", "Relu"],
+                "Dropout": ["Relu"]}[name]
+    assert ops == ["Gemm", *expected, "Gemm", "Softmax"]
+
+
+def test_a_layer_of_your_own_exports_through_the_array_api(tmp_path):
+    """No emitter for it: its own forward runs on ndonnx arrays, between the built-in layers' operators."""
+
+    class Cube(pnn.ReLU):  # a subclass computes something else: it is traced, not exported as Relu
+        def apply(self, arrays, x, *, training=False, noise=None):
+            return x * x * x, x
+
+    m = pnn.Model().add(pnn.Dense(2, 8, seed=0, dtype="float64")).add(Cube())
+    m.add(pnn.Dense(8, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+    m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.SGD()).finalize()
+    m.export_onnx(tmp_path / "c.onnx")
+    ops = [node.op_type for node in check_file(tmp_path / "c.onnx").graph.node if node.op_type != "Constant"]
+    assert ops == ["Gemm", "Mul", "Mul", "Gemm", "Softmax"]
+    X = np.random.default_rng(0).uniform(-1, 1, (5, 2))
+    np.testing.assert_allclose(run(tmp_path / "c.onnx", X), m.predict(X), rtol=1e-12, atol=1e-13)
+
+
 def test_a_regression_model_and_a_fixed_batch(tmp_path):
     X, y = sine_data(200)
     m = pnn.Model().add(pnn.Dense(1, 32, seed=0)).add(pnn.Tanh()).add(pnn.Dense(32, 1, seed=1)).add(pnn.Linear())
