@@ -21,7 +21,7 @@ def test_early_stopping_stops_and_restores_the_best_parameters(backend):
             seen.append((epoch, logs["val_loss"], self.model.get_parameters()))
 
     history = m.train(X, y, epochs=500, batch_size=32, validation_data=(Xv, yv), verbose=False,
-                      callbacks=[stop, Record()])
+                      callbacks=[stop, Record()], seed=0)
     assert stop.stopped_epoch == len(history.epoch) < 500  # stopped cleanly, with the History so far
     assert stop.stopped_epoch - stop.best_epoch == 3
     best = min(seen, key=lambda s: s[1])
@@ -37,7 +37,7 @@ def test_model_checkpoint_keeps_the_best_model_and_lr_plateau_reduces(backend, t
     m = classifier()
     check = ModelCheckpoint(tmp_path / "best-{epoch}.npz", monitor="val_accuracy")
     plateau = ReduceLROnPlateau(monitor="loss", patience=0, factor=0.5, min_delta=10.0)  # never "improves"
-    m.train(X, y, epochs=6, batch_size=32, validation_data=(Xv, yv), verbose=False, callbacks=[check, plateau])
+    m.train(X, y, epochs=6, batch_size=32, validation_data=(Xv, yv), verbose=False, callbacks=[check, plateau], seed=0)
     assert check.saved and all((tmp_path / p.split("/")[-1]).exists() for p in check.saved)
     best = pnn.Model.load(check.saved[-1])
     assert best.evaluate(np.asarray(backend.to_numpy(Xv)), backend.to_numpy(yv))[1] == pytest.approx(check.best)
@@ -53,7 +53,8 @@ def test_a_callback_that_returns_true_stops_at_that_epoch(backend):
             return epoch == 3
 
     m = classifier()
-    history = m.train(X, y, epochs=50, batch_size=64, print_every=1000, verbose=False, callbacks=[StopAtThree()])
+    history = m.train(X, y, epochs=50, batch_size=64, seed=0, print_every=1000, verbose=False,
+                      callbacks=[StopAtThree()])
     assert history.epoch == [1, 2, 3] and m.optimizer.iterations == 3 * 3
 
 
@@ -79,7 +80,7 @@ def test_callbacks_give_the_same_run_compiled_and_eager(backend):
         m = classifier()
         stop = EarlyStopping(patience=2)
         plateau = ReduceLROnPlateau(patience=1, factor=0.5)
-        h = m.train(X, y, epochs=300, batch_size=32, validation_data=(Xv, yv), verbose=False,
+        h = m.train(X, y, epochs=300, batch_size=32, seed=0, validation_data=(Xv, yv), verbose=False,
                     callbacks=[stop, plateau], compile=mode)
         runs.append((h.loss, stop.stopped_epoch, plateau.reductions, backend.to_numpy(m.layers[0].weight)))
     np.testing.assert_allclose(runs[0][0], runs[1][0], rtol=1e-10)
@@ -129,7 +130,7 @@ def test_early_stopping_restores_batchnorm_statistics_where_the_model_lives(back
     m.add(pnn.ReLU()).add(pnn.Dense(16, 3, seed=1, dtype="float64")).add(pnn.Softmax())
     m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.SGD(0.1)).finalize()
     stop = EarlyStopping("val_loss", patience=1)
-    m.train(X, y, epochs=6, batch_size=32, validation_data=(Xv, yv), callbacks=[stop], verbose=False)
+    m.train(X, y, epochs=6, batch_size=32, validation_data=(Xv, yv), callbacks=[stop], verbose=False, seed=0)
     for value in m.network.buffer_values():
         assert type(value) is type(m.layers[0].weight), type(value)
     assert tuple(m.predict(X).compute().shape) == (180, 3)

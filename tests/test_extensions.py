@@ -46,7 +46,7 @@ def test_extensions_round_trip_through_a_model_file(backend, tmp_path):
     X, y = sine_data(64)
     Xb, yb = backend.asarray(X, dtype=np.float64), backend.asarray(y, dtype=np.float64)
     m = extension.model()
-    m.train(Xb, yb, epochs=3, batch_size=16, verbose=False)
+    m.train(Xb, yb, epochs=3, batch_size=16, verbose=False, seed=0)
     m.save(tmp_path / "ext.npz")
     loaded = pnn.Model.load(tmp_path / "ext.npz")
     assert isinstance(loaded.optimizer, extension.HeavyBall) and loaded.optimizer.momentum == 0.9

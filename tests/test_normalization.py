@@ -149,14 +149,14 @@ def test_early_stopping_and_the_guard_restore_the_running_statistics(backend):
             seen[epoch] = backend.to_numpy(m.network.layers[1].running_mean).copy()
 
     stop = pnn.callbacks.EarlyStopping(monitor="loss", patience=2, min_delta=10.0)  # nothing improves by 10
-    m.train(Xb, yb, epochs=10, batch_size=16, verbose=False, callbacks=[Record(), stop])
+    m.train(Xb, yb, epochs=10, batch_size=16, verbose=False, callbacks=[Record(), stop], seed=0)
     assert stop.best_epoch == 1 and stop.stopped_epoch == 3
     np.testing.assert_array_equal(backend.to_numpy(m.network.layers[1].running_mean), seen[1])
     # the guard: a divergence restores running statistics whose forward pass is finite
     d = model()
     d.optimizer.learning_rate = d.optimizer.current_learning_rate = 1e300
     with np.errstate(over="ignore", invalid="ignore"), pytest.raises(FloatingPointError, match="loss became"):
-        d.train(Xb, yb, epochs=5, batch_size=16, verbose=False)
+        d.train(Xb, yb, epochs=5, batch_size=16, verbose=False, seed=0)
     assert np.all(np.isfinite(backend.to_numpy(d.network.layers[1].running_var)))
     assert np.all(np.isfinite(backend.to_numpy(d.predict(Xb))))
 
@@ -172,7 +172,7 @@ def test_an_assigned_running_statistic_takes_the_layers_dtype_and_is_checked(bac
     with pytest.raises(TypeError, match="running_mean must be a floating array"):
         bn.running_mean = np.zeros((1, 32), dtype=np.int64)
     Xb = backend.asarray(X)
-    m.train(Xb, backend.asarray(y), epochs=2, batch_size=32, verbose=False)
+    m.train(Xb, backend.asarray(y), epochs=2, batch_size=32, verbose=False, seed=0)
     assert bn.running_var.dtype == m.network.layers[0].weight.dtype  # float32 in the backend's library
     if backend.name != "numpy":  # a NumPy array assigned after placement on another library: a clear error
         bn.running_mean = np.zeros((1, 32))
@@ -203,7 +203,7 @@ def one_row_batch_is_refused(backend, compile):
     assert m.optimizer.iterations == 0
     np.testing.assert_array_equal(np.asarray(m.layers[0].params["weight"].value), before)
     assert tuple(m.predict(Xb[:1, ...]).shape) == (1, 3)  # inference on one row is fine
-    m.train(Xb, yb, epochs=1, batch_size=11, verbose=False, compile=compile)  # 3 batches of 11: fine
+    m.train(Xb, yb, epochs=1, batch_size=11, seed=0, verbose=False, compile=compile)  # 3 batches of 11: fine
 
 
 def test_layernorm_matches_torch(backend):

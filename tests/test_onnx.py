@@ -138,7 +138,7 @@ def test_a_model_trained_on_another_backend_exports(tmp_path):
     X, y = spiral_data(30, 3, seed=2)
     X = X.astype(np.float64)
     m, _ = classifier("BatchNorm", "float64")
-    m.train(xps.asarray(X), xps.asarray(y), epochs=5, batch_size=32, verbose=False)
+    m.train(xps.asarray(X), xps.asarray(y), epochs=5, batch_size=32, verbose=False, seed=0)
     m.export_onnx(tmp_path / "t.onnx")
     np.testing.assert_allclose(run(tmp_path / "t.onnx", X), np.asarray(m.predict(xps.asarray(X))), rtol=1e-12,
                                atol=1e-13)

@@ -116,7 +116,7 @@ def test_random_architectures_train_save_and_load(backend, tmp_path, arch):
         m.add(pnn.Linear()).set(loss=pnn.MeanSquaredError())
         y = rng.standard_normal((12, n_out)).astype(np.float32)
     m.set(optimizer=pnn.Adam(learning_rate=0.01)).finalize()
-    hist = m.train(backend.asarray(X), backend.asarray(y), epochs=3, batch_size=5, verbose=False)
+    hist = m.train(backend.asarray(X), backend.asarray(y), epochs=3, batch_size=5, verbose=False, seed=0)
     assert all(np.isfinite(hist.loss))
     path = tmp_path / "m.npz"
     m.save(path)

@@ -23,7 +23,7 @@ def test_weights_round_trip_on_every_backend(backend, tmp_path, batchnorm):
     X, y = spiral_data(20, 3, seed=0)
     Xb = backend.asarray(X, dtype=np.float64)
     trained = mlp(batchnorm=batchnorm)
-    trained.train(Xb, backend.asarray(y), epochs=5, batch_size=20, verbose=False)
+    trained.train(Xb, backend.asarray(y), epochs=5, batch_size=20, verbose=False, seed=0)
     path = tmp_path / "w.safetensors"
     trained.save_weights(path)
     from safetensors.numpy import load_file
@@ -76,7 +76,7 @@ def test_pytorch_loads_our_weights_and_we_load_pytorchs(backend, tmp_path):
 
     X, y = spiral_data(20, 3, seed=1)
     ours = mlp(batchnorm=True)
-    ours.train(backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=5, batch_size=20, verbose=False)
+    ours.train(backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=5, batch_size=20, verbose=False, seed=0)
     ours.save_weights(tmp_path / "ours.safetensors")
     net = torch.nn.Sequential(torch.nn.Linear(2, 16), torch.nn.ReLU(), torch.nn.BatchNorm1d(16),
                               torch.nn.Dropout(0.1), torch.nn.Linear(16, 3), torch.nn.Softmax(dim=1)).double()

@@ -79,7 +79,8 @@ def test_predict_on_a_process_cluster_equals_numpy():
     distributed = pytest.importorskip("distributed")
     X, y = spiral_data(50, 3, seed=1)
     m = classifier()
-    m.train(da.from_array(X, chunks=(40, 2)), da.from_array(y, chunks=40), epochs=5, batch_size=32, verbose=False)
+    m.train(da.from_array(X, chunks=(40, 2)), da.from_array(y, chunks=40), epochs=5, batch_size=32, seed=0,
+            verbose=False)
     lazy = m.predict(da.from_array(X, chunks=(40, 2)))
     assert type(lazy).__module__.startswith("dask")
     graph = dict(lazy.__dask_graph__())
@@ -133,7 +134,7 @@ def test_streamed_data_are_read_once_a_pass():
     yd = da.from_array(y, chunks=25)
     m = classifier()
     Xd, reads = counted(X, 25)
-    m.train(Xd, yd, epochs=1, batch_size=32, verbose=False)
+    m.train(Xd, yd, epochs=1, batch_size=32, verbose=False, seed=0)
     assert reads["rows"] == 150
     reads["rows"] = 0
     m.evaluate(Xd, yd)
@@ -149,7 +150,8 @@ def test_a_bad_value_in_streamed_data_is_found_by_the_streaming_pass():
     X[140, 1] = np.nan  # in the last window
     m = classifier()
     with pytest.raises(ValueError, match="Model.train: X contains NaN or infinite values"):
-        m.train(da.from_array(X, chunks=25), da.from_array(y, chunks=25), epochs=3, batch_size=32, verbose=False)
+        m.train(da.from_array(X, chunks=25), da.from_array(y, chunks=25), epochs=3, batch_size=32, seed=0,
+                verbose=False)
     bad_labels = y.copy()
     bad_labels[3] = 7
     with pytest.raises(ValueError, match=r"class labels must be in \[0, 3\)"):

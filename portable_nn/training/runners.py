@@ -12,7 +12,6 @@
 
 from __future__ import annotations
 
-import sys
 import time
 from collections.abc import Callable, Iterator
 from typing import Any
@@ -159,8 +158,8 @@ class JaxRunner:
         self.n = int(X.shape[0])
         self.bs = self.n if not batch_size else min(batch_size, self.n)
         self.steps = self.n // self.bs + (1 if self.n % self.bs else 0)
-        # reports at epochs' ends (print_every None) come after each block: its length is bounded by time only
-        self.per_block = per_block or (max(1, print_every // self.steps) if print_every else sys.maxsize)
+        # a report at each epoch's end (print_every None): a block an epoch, the shape compiled once
+        self.per_block = per_block or (max(1, print_every // self.steps) if print_every else 1)
         self.y_loss, self.y_acc = prepared_targets(plan, self.xp, y, plan.weights)
         self.val = self.val_batches = None
         if validation_data is not None:
