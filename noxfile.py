@@ -94,11 +94,12 @@ def mpi(session: nox.Session) -> None:
 @nox.session
 def bench(session: nox.Session) -> None:
     """The benchmark suite: ms/step and ratios against NumPy and PyTorch baselines."""
-    session.install("-e", ".[progress]", "threadpoolctl", *torch_requirement())
+    session.install("-e", ".[progress,onnx,safetensors]", "threadpoolctl", *torch_requirement())
     session.install("jax[cpu]")
     session.run("python", "-m", "benchmarks", *session.posargs)
     session.run("python", "-m", "benchmarks.memory")
     session.run("python", "-m", "benchmarks.compiled")  # jax.jit and torch.compile, against hand-written steps
+    session.run("python", "-m", "benchmarks.onnx")  # onnxruntime on our export against torch.onnx.export's
 
 
 @nox.session
