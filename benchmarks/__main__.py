@@ -60,7 +60,7 @@ class Portable:
         if self.full:  # full batch: every step is an epoch's first (and last) step
             self.model.train(X, y, epochs=self.steps, print_every=10**9, verbose=False)
         else:
-            self.model.train(X, y, epochs=1, batch_size=self.batch, print_every=10**9, verbose=False)
+            self.model.train(X, y, epochs=1, batch_size=self.batch, shuffle=False, print_every=10**9, verbose=False)
 
 
 def synchronize(backend: str) -> None:

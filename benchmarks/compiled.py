@@ -47,8 +47,8 @@ def implementations(name: str) -> tuple[dict[str, Any], dict[str, Any], int]:
 
     def portable(X: Any, y: Any, compile: Any) -> Any:
         model = make_model(sizes)
-        return lambda: model.train(X, y, epochs=1, batch_size=batch, print_every=10**9, verbose=False,
-                                   compile=compile)
+        return lambda: model.train(X, y, epochs=1, batch_size=batch, shuffle=False, print_every=10**9,
+                                   verbose=False, compile=compile)
 
     impls["portable_nn numpy (eager)"] = portable(X, y, False)
     impls["portable_nn jax compiled"] = portable(Xj, yj, True)

@@ -52,7 +52,8 @@ def main(argv: list[str] | None = None) -> int:
         for r in range(args.rounds + 1):  # round 0 warms up
             comm.Barrier()
             before, t0 = parallel.allreduce_seconds, time.perf_counter()
-            model.train(X, y, epochs=1, batch_size=batch, print_every=10**9, verbose=False, distributed=parallel)
+            model.train(X, y, epochs=1, batch_size=batch, shuffle=False, print_every=10**9, verbose=False,
+                        distributed=parallel)
             seconds = time.perf_counter() - t0
             if r:
                 times.append(seconds)

@@ -53,7 +53,7 @@ def main(argv: list[str] | None = None) -> int:
         for key, (model, A, b) in runs.items():
             stream.PEAK["rows"] = 0
             t0 = time.perf_counter()
-            model.train(A, b, epochs=1, batch_size=batch, print_every=10**9, verbose=False)
+            model.train(A, b, epochs=1, batch_size=batch, shuffle=False, print_every=10**9, verbose=False)
             if r:
                 times[key].append(time.perf_counter() - t0)
     med = {k: statistics.median(v) for k, v in times.items()}
