@@ -9,6 +9,7 @@ from . import activations, callbacks, datasets, metrics, schedules
 from .accuracy import Accuracy, CategoricalAccuracy, RegressionAccuracy
 from .activations import *  # noqa: F403 - every activation class, listed in activations.__all__
 from .checking import GradcheckResult, check_all, gradcheck
+from .conv import AvgPool2D, Conv2D, Flatten, GlobalAvgPool2D, MaxPool2D
 from .kernels import fast_paths, fast_paths_enabled, set_fast_paths
 from .layers import Dense, Dropout, Layer
 from .losses import (
@@ -31,6 +32,11 @@ __version__ = "0.1.0"
 
 __all__ = [
     "Dense",
+    "Conv2D",
+    "MaxPool2D",
+    "AvgPool2D",
+    "GlobalAvgPool2D",
+    "Flatten",
     "Dropout",
     "Layer",
     "LayerNorm",

@@ -250,7 +250,8 @@ def check_all(asarray: Callable[[np.ndarray], Array], *, seed: int = 0) -> list[
     x = rng.standard_normal((6, 4))
     x = np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)  # keep the ReLU kink out of each step
     cases: list[tuple[str, Any, np.ndarray, np.ndarray | None]] = [
-        (cls.__name__, cls.example(seed), x, None) for cls in _library_classes(Layer.registry, Layer, "apply")]
+        (cls.__name__, cls.example(seed), cls.example_input(np.random.default_rng(seed)), None)
+        for cls in _library_classes(Layer.registry, Layer, "apply")]
     forms = _loss_cases(rng, x)
     for cls in _library_classes(Loss.registry, Loss, "forward"):
         for suffix, inp, targets in forms[cls.target_kind]:

@@ -20,9 +20,10 @@ __all__ = ["INITIALIZERS", "draw"]
 INITIALIZERS = ("book", "glorot_uniform", "glorot_normal", "he_uniform", "he_normal")
 
 
-def draw(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, weight_scale: float) -> np.ndarray:
-    """A ``(fan_in, fan_out)`` float64 weight matrix drawn from ``rng``."""
-    shape = (fan_in, fan_out)
+def draw(name: str, fan_in: int, fan_out: int, rng: np.random.Generator, weight_scale: float,
+         shape: tuple[int, ...] | None = None) -> np.ndarray:
+    """A float64 weight array drawn from ``rng``: ``(fan_in, fan_out)``, or ``shape`` (a convolution's kernel)."""
+    shape = (fan_in, fan_out) if shape is None else shape
     if name == "book":
         return weight_scale * rng.standard_normal(shape)
     if name == "glorot_uniform":

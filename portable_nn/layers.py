@@ -157,6 +157,17 @@ class Layer:
         """An instance for ``check_all``'s gradient table (default: no arguments)."""
         return cls()
 
+    def feature_shape(self) -> tuple[int | None, ...] | None:
+        """The shape of one sample this layer takes (None: a dimension of any size), or None: any input."""
+        return None
+
+    @classmethod
+    def example_input(cls, rng: np.random.Generator) -> np.ndarray:
+        """An input for ``check_all``'s gradient table: float64 ``(6, 4)``, entries at least 0.1 from 0 (the
+        ReLU kink stays out of each finite-difference step)."""
+        x = rng.standard_normal((6, 4))
+        return np.where(np.abs(x) < 0.1, 0.1 + np.abs(x), x)
+
     def __repr__(self) -> str:
         return config_repr(self)
 
@@ -185,6 +196,11 @@ class ParametricLayer(Layer):
     dtype: str
     n_inputs: int
     _placed: bool = False
+    # the book's names, over the parameters every layer of this kind has
+    weight, bias = value_of("weight"), value_of("bias")
+    dweight, dbias = grad_of("weight"), grad_of("bias")
+    weight_momentum, weight_cache = state_of("weight", "momentum"), state_of("weight", "cache")
+    bias_momentum, bias_cache = state_of("bias", "momentum"), state_of("bias", "cache")
 
     def conform(self, arrays: dict[str, Array], x: Array) -> Array:
         """The forward pass's input: the same library and device as each of ``arrays``, shape
@@ -195,15 +211,22 @@ class ParametricLayer(Layer):
                 _xp.check_same_place(x, value, f"{name} ({key})", held=f"its {key} is")
             else:
                 _xp.check_same_place(x, value, name if i == 0 else f"{name} ({key})")
-        width = self.n_inputs
-        if x.ndim != 2 or x.shape[1] != width:
-            raise ValueError(f"{name}: expected input of shape (n_samples, {width}), got {tuple(x.shape)}")
+        self.check_input_shape(x)
         dtype = arrays["weight"].dtype
         if x.dtype != dtype:
             xp = _xp.namespace(x)
             _xp.check_floating(xp, x, f"{name} input")
             x = xp.astype(x, dtype)
         return x
+
+    def feature_shape(self) -> tuple[int | None, ...] | None:
+        return (self.n_inputs,)
+
+    def check_input_shape(self, x: Array) -> None:
+        """``(n_samples, n_inputs)``, else a ``ValueError`` naming the layer and both shapes."""
+        if x.ndim != 2 or x.shape[1] != self.n_inputs:
+            raise ValueError(f"{type(self).__name__}.forward: expected input of shape (n_samples, {self.n_inputs}), "
+                             f"got {tuple(x.shape)}")
 
     def place(self, like: Array) -> None:
         """Move host-held parameters and state (a seeded draw, a loaded file) to ``like``'s library and device.
@@ -243,10 +266,6 @@ class Dense(ParametricLayer):
     ``dtype``: inputs and assigned arrays of another precision are cast to it.
     """
 
-    weight, bias = value_of("weight"), value_of("bias")
-    dweight, dbias = grad_of("weight"), grad_of("bias")
-    weight_momentum, weight_cache = state_of("weight", "momentum"), state_of("weight", "cache")
-    bias_momentum, bias_cache = state_of("bias", "momentum"), state_of("bias", "cache")
     weight_regularizer_l1, weight_regularizer_l2 = regularizer_of("weight", "l1"), regularizer_of("weight", "l2")
     bias_regularizer_l1, bias_regularizer_l2 = regularizer_of("bias", "l1"), regularizer_of("bias", "l2")
 

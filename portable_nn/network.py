@@ -59,11 +59,17 @@ class Network:
         return params[0].dtype if params else None
 
     def n_inputs(self) -> int | None:
-        """The input width: ``n_inputs`` of the first layer that has one."""
+        """The input width: ``n_inputs`` of the first layer that has one, where samples are vectors."""
+        shape = self.input_shape()
+        return shape[0] if shape is not None and len(shape) == 1 else None
+
+    def input_shape(self) -> tuple[int | None, ...] | None:
+        """The shape of one input sample, from the first layer that says (None: a dimension of any size)."""
         for layer in self.layers:
-            width = getattr(layer, "n_inputs", None)
-            if width is not None:
-                return int(width)
+            shape = layer.feature_shape() if hasattr(layer, "feature_shape") else (
+                (int(layer.n_inputs),) if getattr(layer, "n_inputs", None) is not None else None)
+            if shape is not None:
+                return shape
         return None
 
     def check_chain(self) -> None:
@@ -71,6 +77,8 @@ class Network:
         width, previous = None, ""
         for i, layer in enumerate(self.layers):
             n_in, n_out = getattr(layer, "n_inputs", None), getattr(layer, "n_neurons", None)
+            if getattr(layer, "reshapes", False):
+                width = None  # Flatten: the next width depends on the input's size
             if n_in is None or n_out is None:
                 continue
             if width is not None and n_in != width:

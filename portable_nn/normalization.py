@@ -14,7 +14,7 @@ import numpy as np
 from . import _xp
 from ._typing import Array
 from .layers import Layer, ParametricLayer
-from .parameter import Parameter, grad_of, value_of
+from .parameter import Parameter
 
 __all__ = ["BatchNorm", "LayerNorm", "normalized_backward"]
 
@@ -47,8 +47,6 @@ class _Normalization(ParametricLayer):
     ``bias`` (zeros), ``output = xhat * weight + bias``, and the backward pass (``normalized_backward`` along
     the axis the forward pass took its statistics along; None for fixed statistics)."""
 
-    weight, bias = value_of("weight"), value_of("bias")
-    dweight, dbias = grad_of("weight"), grad_of("bias")
 
     def __init__(self, n_features: int, *, epsilon: float = 1e-5, dtype: Any = "float32") -> None:
         super().__init__()

@@ -366,8 +366,8 @@ def test_a_file_from_a_newer_version_says_so(tmp_path):
 
 
 def test_an_unknown_layer_lists_only_the_classes_a_file_may_name(tmp_path):
-    path = rewritten(tmp_path, lambda h: h["layers"][0].update(type="Conv2D"))
-    with pytest.raises(ValueError, match=r"unknown layer .*Conv2D.*; known: \[") as info:
+    path = rewritten(tmp_path, lambda h: h["layers"][0].update(type="Conv3D"))
+    with pytest.raises(ValueError, match=r"unknown layer .*Conv3D.*; known: \[") as info:
         pnn.Model.load(path)
     known = str(info.value).split("known: ")[1]
     assert "'Dense'" in known and "'ReLU'" in known and "'BatchNorm'" in known

@@ -44,7 +44,7 @@ def check(model: Any, what: str, X: Any, y: Any, values: bool = True) -> dict[st
     """``X`` and ``y`` fit the model (``ValueError``/``TypeError`` naming what does not); without ``values``,
     the value checks come back unread (``validate.check_data``)."""
     net = model.network
-    return check_data(what, X, y, n_inputs=net.n_inputs(), n_outputs=net.n_outputs(), dtype=net.dtype(),
+    return check_data(what, X, y, n_inputs=net.input_shape(), n_outputs=net.n_outputs(), dtype=net.dtype(),
                       target_kind=model.loss.target_kind, values=values)
 
 
@@ -245,7 +245,7 @@ def predict(model: Any, X: Array, *, batch_size: Any, compile: Any) -> Array:
         raise RuntimeError("Model.predict: the model has no layers")
     batch_size = positive_int("Model.predict", "batch_size", batch_size, allow_none=True)
     network = model.network
-    xp = check_features("predict", X, network.n_inputs())
+    xp = check_features("predict", X, network.input_shape())
     compiler = compiled.choose("predict", xp, compile)
     if X.shape[0] == 0:
         batch_size = None  # one (empty) batch: an empty result of the right width

@@ -39,19 +39,26 @@ def known_rows(what: str, name: str, a: Any) -> None:
                          f"filter): call {name} = {name}.compute_chunk_sizes() first")
 
 
-def check_features(what: str, X: Any, n_inputs: int | None = None) -> Namespace:
-    """X is a 2-D floating array of some array library (with ``n_inputs`` columns); its namespace."""
+def check_features(what: str, X: Any, n_inputs: int | tuple[int | None, ...] | None = None) -> Namespace:
+    """X is a floating array of some array library, ``(n_samples, *shape)`` (``n_inputs``: one sample's shape,
+    or its width; default: vectors of any width); its namespace."""
     if not _xp.array_api_compat.is_array_api_obj(X):
         raise TypeError(f"Model.{what}: X must be an array (NumPy, CuPy, PyTorch, ...), got {type(X).__name__}")
     known_rows(what, "X", X)
     xp = _xp.namespace(X)
     _xp.check_floating(xp, X, f"Model.{what}: X")
-    if X.ndim != 2:
-        raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+    shape = (n_inputs,) if isinstance(n_inputs, int) else n_inputs
+    if shape is None or len(shape) == 1:
+        if X.ndim != 2:
+            raise ValueError(f"Model.{what}: X must have shape (n_samples, n_features), got {tuple(X.shape)}")
+    elif X.ndim != 1 + len(shape) or any(s is not None and X.shape[1 + i] != s for i, s in enumerate(shape)):
+        described = ", ".join("?" if s is None else str(s) for s in shape)
+        raise ValueError(f"Model.{what}: X must have shape (n_samples, {described}) for the model's first layer, "
+                         f"got {tuple(X.shape)}")
     if getattr(X, "requires_grad", False):  # PyTorch autograd: the graph would chain across every step
         raise TypeError(f"Model.{what}: X requires grad (a PyTorch autograd tensor); pass X.detach()")
-    if n_inputs is not None and X.shape[1] != n_inputs:
-        raise ValueError(f"Model.{what}: X has {X.shape[1]} features but the model takes {n_inputs}")
+    if shape is not None and len(shape) == 1 and shape[0] is not None and X.shape[1] != shape[0]:
+        raise ValueError(f"Model.{what}: X has {X.shape[1]} features but the model takes {shape[0]}")
     return xp
 
 
@@ -59,7 +66,7 @@ FLOAT32_MAX = 3.4028234663852886e38
 
 
 def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind: str,
-               n_inputs: int | None = None, dtype: str | None = None, values: bool = True) -> dict[str, Array]:
+               n_inputs: Any = None, dtype: str | None = None, values: bool = True) -> dict[str, Array]:
     """Shapes, dtypes, label ranges and finiteness of a call's data (``target_kind`` from the loss).
 
     Shapes and dtypes are checked at once.  The value checks (finiteness, label ranges) are device booleans:

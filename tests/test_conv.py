@@ -1,0 +1,164 @@
+"""Conv2D, pooling and Flatten: forward and backward against PyTorch autograd (float64), on every backend; a
+small CNN learns, saves and loads."""
+
+import math
+
+import numpy as np
+import pytest
+
+import portable_nn as pnn
+
+
+def same_pads(size, k, s, d=1):
+    total = max((math.ceil(size / s) - 1) * s + d * (k - 1) + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+def torch_conv(x, weight, bias, stride, padding, dilation, dvalue):
+    """PyTorch's conv2d on NHWC data (permuted to NCHW), padded as Keras pads: output and autograd gradients."""
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    kh, kw = weight.shape[:2]
+    if padding == "same":
+        (t, b), (left, r) = same_pads(x.shape[1], kh, stride, dilation), same_pads(x.shape[2], kw, stride, dilation)
+    else:
+        p = 0 if padding == "valid" else padding
+        t = b = left = r = p
+    xt = torch.asarray(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+    wt = torch.asarray(weight.transpose(3, 2, 0, 1).copy(), requires_grad=True)
+    bt = torch.asarray(bias.reshape(-1).copy(), requires_grad=True)
+    out = F.conv2d(F.pad(xt, (left, r, t, b)), wt, bt, stride=stride, dilation=dilation)
+    out.backward(torch.asarray(dvalue.transpose(0, 3, 1, 2).copy()))
+    return (out.detach().numpy().transpose(0, 2, 3, 1), xt.grad.numpy().transpose(0, 2, 3, 1),
+            wt.grad.numpy().transpose(2, 3, 1, 0), bt.grad.numpy().reshape(1, -1))
+
+
+CASES = [(k, s, p, d) for k in (1, 3, 5) for s in (1, 2) for p in ("valid", "same", 2) for d in (1,)
+         ] + [(3, 1, "same", 2), (3, 2, 1, 2)]
+
+
+@pytest.mark.parametrize(("k", "s", "padding", "d"), CASES)
+def test_conv2d_equals_pytorch_autograd(backend, k, s, padding, d):
+    rng = np.random.default_rng(k * 10 + s)
+    cin, cout = (1, 4) if k == 5 else (3, 2)
+    x = rng.standard_normal((2, 9, 8, cin))
+    layer = pnn.Conv2D(cin, cout, k, stride=s, padding=padding, dilation=d, seed=1, dtype="float64")
+    layer.bias = rng.standard_normal((1, cout))
+    weight, bias = np.array(layer.weight), np.array(layer.bias)
+    out = layer.forward(backend.asarray(x))
+    dvalue = rng.standard_normal(tuple(out.shape))
+    dinput = layer.backward(backend.asarray(dvalue))
+    want, dx, dw, db = torch_conv(x, weight, bias, s, padding, d, dvalue)
+    assert tuple(out.shape) == want.shape
+    backend.assert_close(out, want, rtol=1e-9, atol=1e-12)
+    backend.assert_close(dinput, dx, rtol=1e-9, atol=1e-12)
+    backend.assert_close(layer.dweight, dw, rtol=1e-9, atol=1e-12)
+    backend.assert_close(layer.dbias, db, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("pool", "size", "stride", "padding"),
+                         [("max", 2, None, "valid"), ("max", 3, 2, "same"), ("max", 2, 1, "valid"),
+                          ("avg", 2, None, "valid"), ("avg", 3, 2, "same"), ("avg", 3, 1, "valid")])
+def test_pooling_equals_pytorch_autograd(backend, pool, size, stride, padding):
+    torch = pytest.importorskip("torch")
+    import torch.nn.functional as F
+
+    rng = np.random.default_rng(size)
+    x = rng.standard_normal((2, 7, 6, 3))
+    layer = (pnn.MaxPool2D if pool == "max" else pnn.AvgPool2D)(size, stride=stride, padding=padding)
+    out = layer.forward(backend.asarray(x))
+    dvalue = rng.standard_normal(tuple(out.shape))
+    dinput = layer.backward(backend.asarray(dvalue))
+    s = stride or size
+    (t, b), (left, r) = (same_pads(7, size, s), same_pads(6, size, s)) if padding == "same" else ((0, 0), (0, 0))
+    xt = torch.asarray(x.transpose(0, 3, 1, 2).copy(), requires_grad=True)
+    if pool == "max":
+        ref = F.max_pool2d(F.pad(xt, (left, r, t, b), value=-math.inf), size, s)
+    else:  # Keras's average: the padding not counted
+        ones = F.pad(torch.ones_like(xt), (left, r, t, b))
+        ref = F.avg_pool2d(F.pad(xt, (left, r, t, b)), size, s) / F.avg_pool2d(ones, size, s)
+    ref.backward(torch.asarray(dvalue.transpose(0, 3, 1, 2).copy()))
+    backend.assert_close(out, ref.detach().numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-14)
+    backend.assert_close(dinput, xt.grad.numpy().transpose(0, 2, 3, 1), rtol=1e-12, atol=1e-14)
+
+
+def test_max_pool_ties_send_the_gradient_to_the_first_maximum(backend):
+    x = np.zeros((1, 2, 2, 1))  # one window, four equal values
+    layer = pnn.MaxPool2D(2)
+    layer.forward(backend.asarray(x))
+    dinput = layer.backward(backend.asarray(np.ones((1, 1, 1, 1))))
+    backend.assert_close(dinput, np.array([1.0, 0.0, 0.0, 0.0]).reshape(1, 2, 2, 1), rtol=0, atol=0)
+
+
+def test_global_average_pooling_and_flatten(backend):
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 4, 5))
+    gap, flat = pnn.GlobalAvgPool2D(), pnn.Flatten()
+    backend.assert_close(gap.forward(backend.asarray(x)), x.mean(axis=(1, 2)), rtol=1e-12)
+    d = rng.standard_normal((2, 5))
+    want = np.broadcast_to(d[:, None, None, :] / 12, x.shape).copy()
+    backend.assert_close(gap.backward(backend.asarray(d)), want, rtol=1e-12)
+    backend.assert_close(flat.forward(backend.asarray(x)), x.reshape(2, -1), rtol=0, atol=0)
+    backend.assert_close(flat.backward(backend.asarray(x.reshape(2, -1))), x, rtol=0, atol=0)
+
+
+def test_errors_name_the_layer_and_the_shapes(backend):
+    conv = pnn.Conv2D(3, 4, 3, dtype="float64")
+    with pytest.raises(ValueError, match=r"Conv2D.forward: expected channels-last images of shape "
+                                         r"\(n, height, width, 3\), got \(2, 3, 8, 8\) \(from PyTorch's NCHW"):
+        conv.forward(backend.asarray(np.zeros((2, 3, 8, 8))))
+    with pytest.raises(ValueError, match=r"Conv2D.forward: a 2x2 input is smaller than the \(3, 3\) kernel"):
+        conv.forward(backend.asarray(np.zeros((1, 2, 2, 3))))
+    for bad, match in [({"kernel_size": 0}, "kernel_size must be a positive integer"),
+                       ({"padding": "full"}, "padding must be 'valid', 'same' or a non-negative integer"),
+                       ({"stride": (1, 2, 3)}, "stride must be a positive integer or a pair")]:
+        with pytest.raises(ValueError, match=match):
+            pnn.Conv2D(3, 4, **{"kernel_size": 3, **bad})
+    with pytest.raises(ValueError, match="MaxPool2D: padding must be 'valid' or 'same'"):
+        pnn.MaxPool2D(2, padding=1)
+
+
+def cnn(dtype="float64", seed=0):
+    m = pnn.Model().add(pnn.Conv2D(1, 8, 3, padding="same", seed=seed, dtype=dtype)).add(pnn.ReLU())
+    m.add(pnn.MaxPool2D(2)).add(pnn.Flatten()).add(pnn.Dense(4 * 4 * 8, 10, seed=seed + 1, dtype=dtype,
+                                                             initializer="glorot_uniform")).add(pnn.Softmax())
+    return m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01)).finalize()
+
+
+def digits():
+    pytest.importorskip("sklearn")
+    from portable_nn.datasets import load_digits
+
+    X, y, Xt, yt = load_digits()
+    return X.reshape(-1, 8, 8, 1), y, Xt.reshape(-1, 8, 8, 1), yt
+
+
+def test_a_small_cnn_learns_the_digits_as_on_numpy(backend):
+    """float64: every backend gives NumPy's run (to 1e-9); the loss falls by a large factor."""
+    X, y, _, _ = digits()
+    X, y = X[:256], y[:256]
+    runs = []
+    for b in (None, backend):
+        m = cnn()
+        Xb, yb = (X, y) if b is None else (b.asarray(X, dtype=np.float64), b.asarray(y))
+        h = m.train(Xb, yb, epochs=3, batch_size=64, shuffle=False, verbose=False)  # Dask shuffles by window
+        runs.append((h.loss, [np.asarray(backend.to_numpy(p.value)) if b is not None else p.value
+                              for p in m.network.parameters()]))
+    assert runs[0][0][-1] < 0.7 * runs[0][0][0]
+    np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-9)
+    for got, want in zip(runs[1][1], runs[0][1], strict=True):
+        np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+def test_a_cnn_saves_loads_and_summarizes(tmp_path):
+    X, y, _, _ = digits()
+    m = cnn("float32")
+    m.train(X[:128], y[:128], epochs=1, batch_size=64, seed=0, verbose=False)
+    m.save(tmp_path / "cnn.npz")
+    loaded = pnn.Model.load(tmp_path / "cnn.npz")
+    np.testing.assert_array_equal(loaded.predict(X[:10]), m.predict(X[:10]))
+    assert loaded.layers[0].window.kernel == (3, 3) and loaded.layers[0].padding == "same"
+    text = m.summary()
+    assert "Conv2D(in_channels=1, out_channels=8, kernel_size=[3, 3]" in text or "Conv2D(" in text
+    assert "total parameters: 1,370" in text  # 3*3*1*8 + 8 + 128*10 + 10
