@@ -6,7 +6,7 @@ The portable path uses the standard only.  A window position is an offset ``(i, 
 input values it sees over all outputs are one strided slice of the padded input,
 ``xpad[:, i*d : i*d + s*(oh-1) + 1 : s, j*d : ... : s, :]``.  Forward stacks the ``kh*kw`` slices (im2col)
 and multiplies once; backward multiplies once and adds each offset's share back where its slice came from
-(col2im: stride zeros between the rows, pad to the offset, sum).  No data-dependent shape anywhere (Dask,
+(col2im: array-api-extra's ``at(...).add`` on the same strided slices).  No data-dependent shape anywhere (Dask,
 ``jax.jit``).  ``padding="same"`` pads as Keras/TensorFlow do: the output has ``ceil(size / stride)`` rows,
 the odd extra row of padding at the bottom (column at the right).
 """
@@ -81,32 +81,19 @@ class Window:
                 for i in range(kh) for j in range(kw)]
 
     def scatter(self, xp: Namespace, parts: list[Array], hp: int, wp: int) -> Array:
-        """col2im: the sum of each offset's ``(n, oh, ow, c)`` part put back where ``slices`` took it from, on
-        the padded grid ``(n, hp, wp, c)``: strided with zeros between, padded to its offset."""
+        """col2im: the sum of each offset's ``(n, oh, ow, c)`` part added back where ``slices`` took it from, on
+        the padded grid ``(n, hp, wp, c)`` (array-api-extra's ``at``: in place where the library allows, a
+        functional update on JAX)."""
         kw, (sh, sw), (dh, dw) = self.kernel[1], self.stride, self.dilation
-        total = None
+        first = parts[0]
+        n, oh, ow, c = (int(v) for v in first.shape)
+        total = xp.zeros((n, hp, wp, c), dtype=first.dtype, device=_xp.array_device(first))
         for k, part in enumerate(parts):
             i, j = divmod(k, kw)
-            spread = _spread(xp, part, sh, sw)
-            rows, cols = int(spread.shape[1]), int(spread.shape[2])
-            placed = xpx.pad(spread, ((0, 0), (i * dh, hp - i * dh - rows), (j * dw, wp - j * dw - cols), (0, 0)),
-                             xp=xp)
-            total = placed if total is None else total + placed
-        assert total is not None
+            window = (slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                      slice(j * dw, j * dw + sw * (ow - 1) + 1, sw), slice(None))
+            total = xpx.at(total)[window].add(part, copy=None)  # a fresh array of ours: in place where allowed
         return total
-
-
-def _spread(xp: Namespace, a: Array, sh: int, sw: int) -> Array:
-    """``a`` with ``sh - 1`` zero rows between its rows and ``sw - 1`` zero columns between its columns."""
-    n, oh, ow, c = (int(v) for v in a.shape)
-    if sh > 1:
-        zeros = xp.zeros_like(a)
-        a = xp.reshape(xp.stack([a, *[zeros] * (sh - 1)], axis=2), (n, oh * sh, ow, c))[:, :(oh - 1) * sh + 1, ...]
-    if sw > 1:
-        rows = int(a.shape[1])
-        zeros = xp.zeros_like(a)
-        a = xp.reshape(xp.stack([a, *[zeros] * (sw - 1)], axis=3), (n, rows, ow * sw, c))[:, :, :(ow - 1) * sw + 1, :]
-    return a
 
 
 def _pad(xp: Namespace, x: Array, pads: tuple[tuple[int, int], tuple[int, int]], value: float = 0.0) -> Array:
@@ -200,9 +187,9 @@ class Conv2D(ParametricLayer):
         if oh < 1 or ow < 1:
             raise ValueError(f"Conv2D.forward: a {h}x{w} input is smaller than the {self.window.kernel} kernel "
                              f"(dilation {self.window.dilation}) with padding {self.padding!r}")
-        patches = xp.concat(self.window.slices(_pad(xp, x, self.window.pads(h, w)), oh, ow), axis=-1)
+        patches = kernels.conv_patches(xp, _pad(xp, x, self.window.pads(h, w)), self.window, oh, ow)
         weight = xp.reshape(arrays["weight"], (-1, self.out_channels))
-        out = patches @ weight
+        out = xp.reshape(xp.reshape(patches, (-1, int(patches.shape[3]))) @ weight, (-1, oh, ow, self.out_channels))
         out += arrays["bias"]  # (1, out_channels) broadcasts over (n, oh, ow, out_channels)
         return out, (patches, h, w)
 
@@ -222,11 +209,9 @@ class Conv2D(ParametricLayer):
                  "bias": p["bias"].regularized(kernels.column_sums(d2), arrays["bias"])}
         if not self.need_dinput:
             return None, grads
-        dpatches = dvalue @ xp.reshape(weight, (k, self.out_channels)).T  # (n, oh, ow, kh*kw*in_channels)
-        c = self.in_channels
-        parts = [dpatches[..., m * c:(m + 1) * c] for m in range(k // c)]
+        dpatches = xp.reshape(d2 @ xp.reshape(weight, (k, self.out_channels)).T, tuple(patches.shape))
         (t, b), (left, r) = self.window.pads(h, w)
-        dpad = self.window.scatter(xp, parts, h + t + b, w + left + r)
+        dpad = kernels.conv_scatter(xp, dpatches, self.window, h + t + b, w + left + r)
         return dpad[:, t:t + h, left:left + w, :], grads
 
 
@@ -260,38 +245,46 @@ class _Pool(Layer):
     def example_input(cls, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal((2, 5, 4, 3))
 
-    def _windows(self, x: Array, fill: float) -> tuple[Array, tuple[int, int, int, int]]:
-        """``(n, oh, ow, kh*kw, c)``: each output's window, padded with ``fill``; and ``(h, w, oh, ow)``."""
+    def _parts(self, x: Array, fill: float) -> tuple[list[Array], tuple[int, int, int, int]]:
+        """Each window position's ``(n, oh, ow, c)`` slice of the input padded with ``fill``; ``(h, w, oh, ow)``."""
         _check_images(type(self).__name__, x)
         xp = _xp.namespace(x)
         h, w = int(x.shape[1]), int(x.shape[2])
         oh, ow = self.window.output_size(h, w)
-        return xp.stack(self.window.slices(_pad(xp, x, self.window.pads(h, w), fill), oh, ow), axis=3), (h, w, oh, ow)
+        return self.window.slices(_pad(xp, x, self.window.pads(h, w), fill), oh, ow), (h, w, oh, ow)
 
-    def _back(self, xp: Namespace, dwin: Array, h: int, w: int) -> Array:
-        """col2im of the windows' gradients ``(n, oh, ow, kh*kw, c)``, cropped to the input."""
+    def _back(self, xp: Namespace, parts: list[Array], h: int, w: int) -> Array:
+        """col2im of each window position's gradient ``(n, oh, ow, c)``, cropped to the input."""
         (t, b), (left, r) = self.window.pads(h, w)
-        parts = [dwin[:, :, :, m, :] for m in range(int(dwin.shape[3]))]
         return self.window.scatter(xp, parts, h + t + b, w + left + r)[:, t:t + h, left:left + w, :]
 
 
 class MaxPool2D(_Pool):
     """``output = max over each window``; backward: ``dvalue`` to the window's first maximum (PyTorch's rule for
-    ties), zero elsewhere.  ``"same"`` pads with ``-inf`` (never the maximum)."""
+    ties), zero elsewhere.  ``"same"`` pads with ``-inf`` (never the maximum).
+
+    The window's positions are ``kh*kw`` strided slices of the input: the maximum is their elementwise
+    maximum, and position ``k`` takes the gradient where it equals the maximum and no earlier position did.
+    """
 
     def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
               noise: Array | None = None) -> tuple[Array, Any]:
-        windows, dims = self._windows(x, -math.inf)
+        parts, (h, w, _, _) = self._parts(x, -math.inf)
         xp = _xp.namespace(x)
-        kk = int(windows.shape[3])
-        first = xp.argmax(windows, axis=3)  # the first maximum of each window
-        mask = xp.astype(first[:, :, :, None, :] == xp.reshape(
-            xp.arange(kk, dtype=first.dtype, device=_xp.array_device(x)), (1, 1, 1, kk, 1)), x.dtype)
-        return xp.max(windows, axis=3), (mask, dims)
+        out = parts[0]
+        for part in parts[1:]:
+            out = xp.maximum(out, part)
+        masks, taken = [], None
+        for part in parts:  # the first maximum of each window takes the gradient
+            hit = part == out if taken is None else xp.logical_and(part == out, xp.logical_not(taken))
+            taken = hit if taken is None else xp.logical_or(taken, hit)
+            masks.append(hit)
+        return out, (masks, (h, w))
 
     def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
-        mask, (h, w, _, _) = cache
-        return self._back(_xp.namespace(dvalue), mask * dvalue[:, :, :, None, :], h, w), {}
+        masks, (h, w) = cache
+        xp = _xp.namespace(dvalue)
+        return self._back(xp, [xp.astype(m, dvalue.dtype) * dvalue for m in masks], h, w), {}
 
 
 class AvgPool2D(_Pool):
@@ -300,24 +293,28 @@ class AvgPool2D(_Pool):
 
     def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
               noise: Array | None = None) -> tuple[Array, Any]:
-        windows, (h, w, oh, ow) = self._windows(x, 0.0)
+        parts, (h, w, oh, ow) = self._parts(x, 0.0)
         xp = _xp.namespace(x)
         counts = self._counts(xp, x, h, w, oh, ow)
-        return xp.sum(windows, axis=3) / counts, (counts, (h, w))
+        total = parts[0]
+        for part in parts[1:]:
+            total = total + part
+        return total / counts, (counts, (h, w))
 
     def _counts(self, xp: Namespace, x: Array, h: int, w: int, oh: int, ow: int) -> Array:
         """How many input positions each window covers: ``(1, oh, ow, 1)``, in x's dtype and place."""
         ones = xp.ones((1, h, w, 1), dtype=x.dtype, device=_xp.array_device(x))
-        padded = _pad(xp, ones, self.window.pads(h, w))
-        return xp.sum(xp.stack(self.window.slices(padded, oh, ow), axis=3), axis=3)
+        total = None
+        for part in self.window.slices(_pad(xp, ones, self.window.pads(h, w)), oh, ow):
+            total = part if total is None else total + part
+        assert total is not None
+        return total
 
     def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
         counts, (h, w) = cache
         xp = _xp.namespace(dvalue)
         share = dvalue / counts
-        kk = self.pool_size[0] * self.pool_size[1]
-        dwin = xp.broadcast_to(share[:, :, :, None, :], (*share.shape[:3], kk, share.shape[3]))
-        return self._back(xp, dwin, h, w), {}
+        return self._back(xp, [share] * (self.pool_size[0] * self.pool_size[1]), h, w), {}
 
 
 class GlobalAvgPool2D(Layer):

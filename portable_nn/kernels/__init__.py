@@ -10,6 +10,8 @@ never by module-name strings:
   (:mod:`.cupy`); everything else the optimizer's portable rule per parameter;
 * ReLU's backward: one CuPy kernel; on NumPy a multiply by the boolean mask
   (no cast of the mask); elsewhere the portable mask multiply;
+* Conv2D's im2col and col2im: on NumPy one strided copy (``sliding_window_view``) and in-place adds of
+  contiguous shares; elsewhere the portable slices and array-api-extra's ``at(...).add``;
 * Dense's ``dbias`` (column sums): on NumPy and CuPy a product with a cached
   row of ones (one BLAS call, 3-4x faster than the reduction); elsewhere
   ``sum(axis=0)``.
@@ -27,7 +29,7 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from types import ModuleType
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from array_api_compat import is_cupy_array
@@ -39,8 +41,8 @@ if TYPE_CHECKING:
     from ..optimizers import Optimizer
     from ..parameter import Parameter
 
-__all__ = ["column_sums", "fast_paths", "fast_paths_enabled", "optimizer_kernels", "relu_backward", "set_fast_paths",
-           "update"]
+__all__ = ["column_sums", "conv_patches", "conv_scatter", "fast_paths", "fast_paths_enabled", "optimizer_kernels",
+           "relu_backward", "set_fast_paths", "update"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1").strip().lower() not in ("0", "false", "no", "off")
 _SCOPE = threading.local()  # the innermost ``with fast_paths(...)`` of each thread
@@ -139,3 +141,27 @@ def column_sums(dvalue: Array) -> Array:
             _ONES.clear()
         ones = _ONES[key] = xp.ones((1, dvalue.shape[0]), dtype=dvalue.dtype, device=device)
     return ones @ dvalue
+
+
+def _numpy_fast(x: Array) -> bool:
+    return type(x) is np.ndarray and fast_paths_enabled()
+
+
+def conv_patches(xp: Any, xpad: Array, window: Any, oh: int, ow: int) -> Array:
+    """im2col of the padded input: ``(n, oh, ow, kh*kw*c)`` (``conv.Window``'s geometry)."""
+    if _numpy_fast(xpad):
+        from . import numpy as numpy_kernels
+
+        return numpy_kernels.conv_patches(xpad, window.kernel, window.stride, window.dilation, oh, ow)
+    return xp.concat(window.slices(xpad, oh, ow), axis=-1)
+
+
+def conv_scatter(xp: Any, dpatches: Array, window: Any, hp: int, wp: int) -> Array:
+    """col2im of ``(n, oh, ow, kh*kw*c)`` gradients onto the padded grid ``(n, hp, wp, c)``."""
+    if _numpy_fast(dpatches):
+        from . import numpy as numpy_kernels
+
+        return numpy_kernels.conv_scatter(dpatches, window.kernel, window.stride, window.dilation, hp, wp)
+    kk = window.kernel[0] * window.kernel[1]
+    c = int(dpatches.shape[3]) // kk
+    return window.scatter(xp, [dpatches[..., m * c:(m + 1) * c] for m in range(kk)], hp, wp)

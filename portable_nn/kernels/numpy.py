@@ -20,7 +20,7 @@ import numpy as np
 from .._typing import Array
 from ..parameter import FlatParameters
 
-__all__ = ["apply"]
+__all__ = ["apply", "conv_patches", "conv_scatter"]
 
 # Each rule is a dozen passes; over chunks of 256 Ki elements (1 MiB of float32)
 # the arrays of one chunk stay in the L2 cache between passes instead of
@@ -107,3 +107,28 @@ def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | N
              *(s[start:stop] for s in out_state), **args)
     if flat.double_buffered:
         flat.swap()
+
+
+def conv_patches(xpad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
+                 oh: int, ow: int) -> np.ndarray:
+    """im2col as one strided copy: ``(n, oh, ow, kh*kw*c)``, offsets row-major, then channels (the portable
+    path's order: the same bits)."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    view = np.lib.stride_tricks.sliding_window_view(xpad, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))
+    view = view[:, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw, :, ::dh, ::dw]  # (n, oh, ow, c, kh, kw)
+    return view.transpose(0, 1, 2, 4, 5, 3).reshape(xpad.shape[0], oh, ow, -1)
+
+
+def conv_scatter(dpatches: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
+                 dilation: tuple[int, int], hp: int, wp: int) -> np.ndarray:
+    """col2im: ``(n, hp, wp, c)``, each offset's share added in place to its strided slice, the shares first
+    copied offset-major (contiguous sources: 2x faster adds).  The portable path's sums, in its order."""
+    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+    n, oh, ow, k = dpatches.shape
+    c = k // (kh * kw)
+    shares = np.ascontiguousarray(np.moveaxis(dpatches.reshape(n, oh, ow, kh * kw, c), 3, 0))
+    total = np.zeros((n, hp, wp, c), dtype=dpatches.dtype)
+    for m in range(kh * kw):
+        i, j = divmod(m, kw)
+        total[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :] += shares[m]
+    return total
