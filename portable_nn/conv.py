@@ -97,9 +97,16 @@ class Window:
 
 
 def _pad(xp: Namespace, x: Array, pads: tuple[tuple[int, int], tuple[int, int]], value: float = 0.0) -> Array:
-    if pads == ((0, 0), (0, 0)):
-        return x
-    return xpx.pad(x, ((0, 0), pads[0], pads[1], (0, 0)), constant_values=value, xp=xp)
+    """``x`` with ``value`` rows above and below, columns left and right: concatenated copies of a one-row
+    (one-column) array of ``value``, so that no size but the padding's need be known (ndonnx's dynamic batch)."""
+    (t, b), (left, r) = pads
+    if t or b:
+        row = xp.full_like(x[:, :1, ...], value)
+        x = xp.concat([row] * t + [x] + [row] * b, axis=1)
+    if left or r:
+        column = xp.full_like(x[:, :, :1, :], value)
+        x = xp.concat([column] * left + [x] + [column] * r, axis=2)
+    return x
 
 
 def _check_images(owner: str, x: Array, channels: int | None = None) -> None:

@@ -33,9 +33,11 @@ def _modules() -> tuple[Any, Any]:
         raise ImportError(_EXTRA) from None
 
 
-def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, batch: str | int = "N") -> Any:
-    """The ONNX ``ModelProto`` of ``model.predict``: input ``"input"`` of shape ``(batch, n_features)``,
-    output ``"output"``; ``batch`` a name (a dynamic dimension) or a fixed size.
+def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, batch: str | int = "N",
+            input_shape: tuple[int, ...] | None = None) -> Any:
+    """The ONNX ``ModelProto`` of ``model.predict``: input ``"input"`` of shape ``(batch, n_features)`` (or
+    ``(batch, *input_shape)``: images ``(h, w, c)`` for a model that starts with a convolution), output
+    ``"output"``; ``batch`` a name (a dynamic dimension) or a fixed size.
 
     ``n_features`` defaults to the first layer's input width; ``dtype`` (``"float32"``/``"float64"``) to the
     model's.  The model is not changed (a copy of its layers runs).
@@ -44,12 +46,7 @@ def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, bat
     network = model.network
     if not network.layers:
         raise ValueError("Model.export_onnx: the model has no layers")
-    if n_features is None:
-        n_features = network.n_inputs()
-        if n_features is None:
-            raise ValueError("Model.export_onnx: the first layer does not say its input width; pass n_features=")
-    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features <= 0:
-        raise ValueError(f"Model.export_onnx: n_features must be a positive integer, got {n_features!r}")
+    sample = _sample_shape(network, n_features, input_shape)
     if not (isinstance(batch, str) and batch) and (isinstance(batch, bool) or not isinstance(batch, int)
                                                     or batch <= 0):
         raise ValueError(f"Model.export_onnx: batch must be a dimension name or a positive integer, got {batch!r}")
@@ -62,10 +59,12 @@ def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, bat
         if hasattr(layer, "to_dtype"):
             layer.to_dtype(name)
     type(network)(layers).to(np.zeros((1,), dtype=name))  # host NumPy copies: the graph's constants
-    x = ndx.argument(shape=(batch, n_features), dtype=getattr(ndx, name))
-    var = x.unwrap_spox()
+    x = ndx.argument(shape=(batch, *sample), dtype=getattr(ndx, name))
+    var, channels_first = x.unwrap_spox(), False
     for layer in layers:
-        var = _layer_graph(ndx, type(network), layer, var)
+        var, channels_first = _layer_graph(ndx, type(network), layer, var, channels_first)
+    if channels_first:
+        var = _channels_last(var)
     proto = _without_output_identity(ndx.build({"input": x}, {"output": ndx.asarray(var)}))
     from . import __version__
 
@@ -75,10 +74,37 @@ def to_onnx(model: Any, *, n_features: int | None = None, dtype: Any = None, bat
     return proto
 
 
+def _sample_shape(network: Any, n_features: int | None, input_shape: Any) -> tuple[int, ...]:
+    """One input sample's shape: ``input_shape``, ``(n_features,)``, or the first layer's width."""
+    if input_shape is not None:
+        if n_features is not None:
+            raise ValueError("Model.export_onnx: give n_features or input_shape, not both")
+        shape = tuple(input_shape) if isinstance(input_shape, tuple | list) else (input_shape,)
+        if not shape or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in shape):
+            raise ValueError(f"Model.export_onnx: input_shape must be positive integers, got {input_shape!r}")
+        wanted = network.input_shape()
+        if wanted is not None and (len(wanted) != len(shape)
+                                   or any(w is not None and w != s for w, s in zip(wanted, shape, strict=True))):
+            described = ", ".join("?" if w is None else str(w) for w in wanted)
+            raise ValueError(f"Model.export_onnx: the first layer takes samples of shape ({described}), "
+                             f"got input_shape={shape}")
+        return shape
+    if n_features is None:
+        n_features = network.n_inputs()
+        if n_features is None:
+            if network.input_shape() is not None:  # images: their height and width are not in the model
+                raise ValueError("Model.export_onnx: the model takes images; pass input_shape=(height, width, "
+                                 "channels)")
+            raise ValueError("Model.export_onnx: the first layer does not say its input width; pass n_features=")
+    if isinstance(n_features, bool) or not isinstance(n_features, int) or n_features <= 0:
+        raise ValueError(f"Model.export_onnx: n_features must be a positive integer, got {n_features!r}")
+    return (n_features,)
+
+
 def export_onnx(model: Any, path: Any, *, n_features: int | None = None, dtype: Any = None,
-                batch: str | int = "N") -> None:
+                batch: str | int = "N", input_shape: tuple[int, ...] | None = None) -> None:
     """Write ``to_onnx(model, ...)`` to ``path`` atomically (see ``Model.export_onnx``)."""
-    proto = to_onnx(model, n_features=n_features, dtype=dtype, batch=batch)
+    proto = to_onnx(model, n_features=n_features, dtype=dtype, batch=batch, input_shape=input_shape)
     data = proto.SerializeToString()
 
     def write(f: Any) -> None:
@@ -126,6 +152,43 @@ def _gelu(op: Any, layer: Any, x: Any) -> Any:
     return op.gelu(x, approximate="tanh")
 
 
+def _op() -> Any:
+    import spox.opset.ai.onnx.v21 as op  # the opset ndonnx records with
+
+    return op
+
+
+def _channels_last(var: Any) -> Any:
+    return _op().transpose(var, perm=[0, 2, 3, 1])
+
+
+def _window(layer: Any, x: Any) -> dict[str, Any]:
+    """ONNX's attributes of a layer's window on the channels-first ``x``: kernel, strides, pads."""
+    h, w = x.unwrap_tensor().shape[2:]
+    (t, b), (left, r) = layer.window.pads(int(h), int(w))
+    return {"kernel_shape": list(layer.window.kernel), "strides": list(layer.window.stride),
+            "pads": [t, left, b, r]}
+
+
+def _conv(op: Any, layer: Any, x: Any) -> Any:
+    """``Conv`` with the weight in ONNX's ``(out, in, kh, kw)`` layout."""
+    weight = np.ascontiguousarray(np.asarray(layer.weight).transpose(3, 2, 0, 1))
+    return op.conv(x, _const(op, weight), _const(op, layer.bias, (-1,)), dilations=list(layer.window.dilation),
+                   **_window(layer, x))
+
+
+# Image layers: channels-first in ONNX (``Conv``, ``MaxPool``, ``AveragePool`` take NCHW).  The graph transposes
+# the channels-last input once before the first of them and back before a layer that needs channels last.
+# float32 only: onnxruntime has no float64 Conv kernel (a float64 model exports with dtype="float32").
+CHANNELS_FIRST: dict[str, Callable[[Any, Any, Any], Any]] = {
+    "Conv2D": _conv,
+    "MaxPool2D": lambda op, layer, x: op.max_pool(x, **_window(layer, x))[0],
+    "AvgPool2D": lambda op, layer, x: op.average_pool(x, count_include_pad=0, **_window(layer, x)),
+}
+# Elementwise layers: the same in either layout.
+ANY_LAYOUT = {"ReLU", "LeakyReLU", "Sigmoid", "Tanh", "GELU", "Linear", "Dropout"}
+
+
 # The built-in layers, by exact class (a subclass may compute something else: it is traced), and the ONNX
 # operators of their inference forward pass.  None: the identity (no node); an emitter returning NotImplemented
 # leaves the layer to be traced.
@@ -142,30 +205,44 @@ EMITTERS: dict[str, Callable[[Any, Any, Any], Any] | None] = {
     "BatchNorm": _batch_norm,
     "LayerNorm": _layer_norm,
     "GELU": _gelu,
+    "Flatten": lambda op, layer, x: op.flatten(x, axis=1),
+    "GlobalAvgPool2D": lambda op, layer, x: op.reduce_mean(x, op.const(np.asarray([1, 2], np.int64)), keepdims=0),
 }
 
 
-def _layer_graph(ndx: Any, network_type: Any, layer: Any, var: Any) -> Any:
+def _layer_graph(ndx: Any, network_type: Any, layer: Any, var: Any, channels_first: bool) -> tuple[Any, bool]:
     """The graph of ``layer``'s inference forward pass on the ONNX value ``var``: its operators where the layer
-    is a built-in one, else what its own ``forward`` records on ndonnx arrays."""
-    from . import activations, normalization
+    is a built-in one, else what its own ``forward`` records on ndonnx arrays; and whether the result is
+    channels-first (see ``CHANNELS_FIRST``)."""
+    from . import activations, conv, normalization
     from . import layers as layers_
 
     name = type(layer).__name__
-    builtin = getattr(layers_, name, None) or getattr(activations, name, None) or getattr(normalization, name, None)
-    if name in EMITTERS and type(layer) is builtin:
+    builtin = next((getattr(m, name) for m in (layers_, activations, normalization, conv) if hasattr(m, name)), None)
+    if type(layer) is builtin and name in CHANNELS_FIRST:
+        if not _float32(var):
+            raise ValueError(f"Model.export_onnx: {name} in float64: onnxruntime has no float64 {name[:-2]} kernel "
+                             "(and ndonnx cannot trace the image's shape); export with dtype='float32'")
+        x = var if channels_first else _op().transpose(var, perm=[0, 3, 1, 2])
+        return CHANNELS_FIRST[name](_op(), layer, x), True
+    if type(layer) is builtin and name in ANY_LAYOUT and channels_first:
+        emit = EMITTERS[name]
+        out = var if emit is None else emit(_op(), layer, var)
+        if out is not NotImplemented:
+            return out, True
+    if channels_first:
+        var = _channels_last(var)
+    if type(layer) is builtin and name in EMITTERS:
         emit = EMITTERS[name]
         if emit is None:
-            return var
-        import spox.opset.ai.onnx.v21 as op  # the opset ndonnx records with
-
-        out = emit(op, layer, var)
+            return var, False
+        out = emit(_op(), layer, var)
         if out is not NotImplemented:
-            return out
+            return out, False
     x = ndx.asarray(var)
     single = network_type([layer])
     single.to(x)  # its parameters and buffers become constants of the graph
-    return single.infer(x).unwrap_spox()
+    return single.infer(x).unwrap_spox(), False
 
 
 def _without_output_identity(proto: Any) -> Any:

@@ -219,16 +219,16 @@ class Model:
                       self.metadata)
 
     def export_onnx(self, path: Any, *, n_features: int | None = None, dtype: Any = None,
-                    batch: str | int = "N") -> None:
+                    batch: str | int = "N", input_shape: tuple[int, ...] | None = None) -> None:
         """``predict`` as an ONNX file (written atomically): the same forward pass run on ndonnx arrays.
 
         Input ``"input"`` of shape ``(batch, n_features)`` (``batch``: a dimension name, dynamic, or a fixed
-        size), output ``"output"``; ``dtype`` float32 or float64 (default: the model's).  Dropout is the
-        identity, BatchNorm uses its running statistics.  Needs ``pip install 'portable_nn[onnx]'``.
+        size), output ``"output"``; images: ``input_shape=(height, width, channels)``.  ``dtype`` float32 or
+        float64 (default: the model's).  Needs ``pip install 'portable_nn[onnx]'``.
         """
         from .export import export_onnx
 
-        export_onnx(self, path, n_features=n_features, dtype=dtype, batch=batch)
+        export_onnx(self, path, n_features=n_features, dtype=dtype, batch=batch, input_shape=input_shape)
 
     @classmethod
     def load(cls, path: Any, *, max_bytes: int = io.MAX_BYTES) -> Model:

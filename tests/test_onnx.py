@@ -184,3 +184,44 @@ def test_the_command_line_exports_a_saved_model(tmp_path):
     bad = subprocess.run([sys.executable, "-m", "portable_nn", "export", str(tmp_path / "missing.npz"),
                           str(tmp_path / "x.onnx")], capture_output=True, text=True, timeout=120, check=False)
     assert bad.returncode != 0 and "missing.npz" in bad.stderr and "Traceback" not in bad.stderr
+
+
+def image_model(dtype="float32"):
+    m = pnn.Model().add(pnn.Conv2D(1, 4, 3, padding="same", stride=2, seed=0, dtype=dtype)).add(pnn.ReLU())
+    m.add(pnn.MaxPool2D(2, padding="same")).add(pnn.Conv2D(4, 6, 3, padding=2, dilation=2, seed=1, dtype=dtype))
+    m.add(pnn.AvgPool2D(2, stride=1, padding="same")).add(pnn.Flatten())
+    m.add(pnn.Dense(6 * 3 * 3, 3, seed=2, dtype=dtype)).add(pnn.Softmax())  # 9x9 -> 5x5 -> 3x3 -> 3x3 -> 3x3
+    return m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01)).finalize()
+
+
+def test_a_cnn_exports_as_conv_and_pool_operators(tmp_path):
+    m = image_model()
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((40, 9, 9, 1)).astype(np.float32)
+    m.train(X, rng.integers(0, 3, 40), epochs=3, batch_size=16, seed=0, verbose=False)
+    m.export_onnx(tmp_path / "cnn.onnx", input_shape=(9, 9, 1))
+    proto = check_file(tmp_path / "cnn.onnx")
+    ops = [node.op_type for node in proto.graph.node if node.op_type != "Constant"]
+    # one transpose into ONNX's channels-first layout and one back before Flatten (rows, columns, channels)
+    assert ops == ["Transpose", "Conv", "Relu", "MaxPool", "Conv", "AveragePool", "Transpose", "Flatten", "Gemm",
+                   "Softmax"]
+    assert [d.dim_param or d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == ["N", 9, 9, 1]
+    for n in (1, 7, 100):
+        Xn = rng.standard_normal((n, 9, 9, 1)).astype(np.float32)
+        np.testing.assert_allclose(run(tmp_path / "cnn.onnx", Xn), m.predict(Xn), rtol=2e-6, atol=1e-6)
+    gap = pnn.Model().add(pnn.Conv2D(2, 4, 3, seed=0)).add(pnn.GlobalAvgPool2D()).add(pnn.Dense(4, 3, seed=1))
+    gap.add(pnn.Softmax()).set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.SGD()).finalize()
+    gap.export_onnx(tmp_path / "gap.onnx", input_shape=(6, 5, 2))
+    Xg = rng.standard_normal((4, 6, 5, 2)).astype(np.float32)
+    np.testing.assert_allclose(run(tmp_path / "gap.onnx", Xg), gap.predict(Xg), rtol=2e-6, atol=1e-6)
+
+
+def test_image_export_errors_are_clear(tmp_path):
+    m = image_model()
+    with pytest.raises(ValueError, match=r"the model takes images; pass input_shape=\(height, width, channels\)"):
+        m.export_onnx(tmp_path / "x.onnx")
+    with pytest.raises(ValueError, match=r"the first layer takes samples of shape \(\?, \?, 1\), got input_shape="):
+        m.export_onnx(tmp_path / "x.onnx", input_shape=(9, 9, 3))
+    with pytest.raises(ValueError, match="Conv2D in float64: onnxruntime has no float64 Conv kernel"):
+        m.export_onnx(tmp_path / "x.onnx", input_shape=(9, 9, 1), dtype="float64")
+    assert not (tmp_path / "x.onnx").exists()
