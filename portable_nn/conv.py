@@ -35,6 +35,11 @@ def _pair(owner: str, name: str, value: Any) -> tuple[int, int]:
     return int(pair[0]), int(pair[1])
 
 
+def _compact(pair: tuple[int, int]) -> int | list[int]:
+    """A pair as a model file and ``repr`` show it: one number when both are equal."""
+    return pair[0] if pair[0] == pair[1] else list(pair)
+
+
 def _padding(owner: str, padding: Any) -> str | tuple[int, int]:
     if padding in ("valid", "same"):
         return str(padding)
@@ -68,6 +73,12 @@ class Window:
                 p = self.padding[axis]
                 out.append((p, p))
         return out[0], out[1]
+
+    def output_shape(self, shape: tuple[int | None, ...], channels: int | None) -> tuple[int | None, ...]:
+        """``(oh, ow, channels)`` for an image sample ``(h, w, c)`` (None where h or w is unknown)."""
+        h, w = shape[0], shape[1]
+        oh, ow = self.output_size(h, w) if h is not None and w is not None else (None, None)
+        return oh, ow, channels if channels is not None else shape[2]
 
     def output_size(self, h: int, w: int) -> tuple[int, int]:
         (t, b), (left, r) = self.pads(h, w)
@@ -161,9 +172,9 @@ class Conv2D(ParametricLayer):
     def get_config(self) -> dict[str, Any]:
         p = self.params
         return {"in_channels": self.in_channels, "out_channels": self.out_channels,
-                "kernel_size": list(self.window.kernel), "stride": list(self.window.stride),
-                "padding": self.padding if isinstance(self.padding, str) else list(self.window.padding),
-                "dilation": list(self.window.dilation), "seed": self.seed, "dtype": self.dtype,
+                "kernel_size": _compact(self.window.kernel), "stride": _compact(self.window.stride),
+                "padding": self.padding if isinstance(self.padding, str) else _compact(self.window.padding),  # type: ignore[arg-type]
+                "dilation": _compact(self.window.dilation), "seed": self.seed, "dtype": self.dtype,
                 "initializer": self.initializer, "weight_regularizer_l1": p["weight"].l1,
                 "weight_regularizer_l2": p["weight"].l2, "bias_regularizer_l1": p["bias"].l1,
                 "bias_regularizer_l2": p["bias"].l2}
@@ -181,6 +192,9 @@ class Conv2D(ParametricLayer):
 
     def feature_shape(self) -> tuple[int | None, ...] | None:
         return (None, None, self.in_channels)
+
+    def output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return self.window.output_shape(shape, self.out_channels)
 
     def check_input_shape(self, x: Array) -> None:
         _check_images("Conv2D", x, self.in_channels)
@@ -239,10 +253,14 @@ class _Pool(Layer):
         self.window = Window(size, self.stride, (1, 1), padding)
 
     def get_config(self) -> dict[str, Any]:
-        return {"pool_size": list(self.pool_size), "stride": list(self.stride), "padding": self.padding}
+        return {"pool_size": _compact(self.pool_size),
+                "stride": None if self.stride == self.pool_size else _compact(self.stride), "padding": self.padding}
 
     def feature_shape(self) -> tuple[int | None, ...] | None:
         return (None, None, None)
+
+    def output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return self.window.output_shape(shape, None)
 
     @classmethod
     def example(cls, seed: int) -> Layer:
@@ -330,6 +348,9 @@ class GlobalAvgPool2D(Layer):
     def feature_shape(self) -> tuple[int | None, ...] | None:
         return (None, None, None)
 
+    def output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (shape[-1],)
+
     @classmethod
     def example_input(cls, rng: np.random.Generator) -> np.ndarray:
         return rng.standard_normal((2, 3, 4, 3))
@@ -350,6 +371,9 @@ class Flatten(Layer):
     """``output = reshape(input, (n, -1))`` (row-major: height, width, channels); backward reshapes back."""
 
     reshapes = True  # the width after it depends on the image size: the chain check starts again
+
+    def output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (math.prod(shape),) if all(s is not None for s in shape) else (None,)  # type: ignore[arg-type]
 
     @classmethod
     def example_input(cls, rng: np.random.Generator) -> np.ndarray:

@@ -161,6 +161,10 @@ class Layer:
         """The shape of one sample this layer takes (None: a dimension of any size), or None: any input."""
         return None
 
+    def output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        """One output sample's shape for an input sample of ``shape`` (None: unknown); default: the same."""
+        return shape
+
     @classmethod
     def example_input(cls, rng: np.random.Generator) -> np.ndarray:
         """An input for ``check_all``'s gradient table: float64 ``(6, 4)``, entries at least 0.1 from 0 (the
@@ -221,6 +225,9 @@ class ParametricLayer(Layer):
 
     def feature_shape(self) -> tuple[int | None, ...] | None:
         return (self.n_inputs,)
+
+    def output_shape(self, shape: tuple[int | None, ...]) -> tuple[int | None, ...]:
+        return (*shape[:-1], getattr(self, "n_neurons", self.n_inputs))
 
     def check_input_shape(self, x: Array) -> None:
         """``(n_samples, n_inputs)``, else a ``ValueError`` naming the layer and both shapes."""

@@ -41,12 +41,12 @@ class Model:
         layers = ", ".join(repr(layer) for layer in self.layers)
         return f"Model([{layers}], loss={self.loss!r}, optimizer={self.optimizer!r})"
 
-    def summary(self) -> str:
+    def summary(self, input_shape: tuple[int, ...] | None = None) -> str:
         """A text table: each layer, its output shape, parameter count and dtype; totals; where it is placed.
 
-        ``print(model.summary())``.
+        ``print(model.summary())``; ``input_shape``: one image's ``(h, w, c)``, for the shapes after it.
         """
-        return summary.table(self)
+        return summary.table(self, input_shape)
 
     # -- building -----------------------------------------------------------
     def add(self, layer: LayerLike) -> Model:

@@ -36,6 +36,10 @@ def _layouts(layers: list[Any]) -> list[tuple[str, Any, str, bool]]:
     out: list[tuple[str, Any, str, bool]] = []
     for i, layer in enumerate(layers):
         names = [p.name for p in getattr(layer, "parameters", list)()] + list(getattr(layer, "buffer_names", ()))
+        if names and hasattr(layer, "window"):  # Conv2D
+            raise ValueError(f"Model.save_weights/load_weights: layer {i} ({type(layer).__name__}) has no "
+                             "equivalent in PyTorch's nn.Sequential state_dict layout (Conv2d takes channels-first "
+                             "images, and nn.Flatten orders channels, rows, columns); use a .npz path or model.save")
         out.extend((f"{i}.{name}", layer, name, isinstance(layer, Dense) and name == "weight") for name in names)
     return out
 

@@ -13,23 +13,27 @@ from ._repr import config_repr
 __all__ = ["table"]
 
 
-def table(model: Any) -> str:
-    """``Model.summary()``: each layer, its output shape, parameter count and dtype; totals; the placement."""
+def table(model: Any, input_shape: tuple[int, ...] | None = None) -> str:
+    """``Model.summary()``: each layer, its output shape, parameter count and dtype; totals; the placement.
+    ``input_shape``: one sample's shape (an image's height and width are not in the model; else ``?``)."""
     rows = [("layer", "output shape", "params", "dtype")]
+    shape: tuple[Any, ...] | None = tuple(input_shape) if input_shape is not None else model.network.input_shape()
     width: int | None = None
     total = 0
     nbytes = 0
     fixed = 0  # buffers: saved, not trained
     for i, layer in enumerate(model.layers):
         width = getattr(layer, "n_neurons", width if width is not None else getattr(layer, "n_inputs", None))
+        shape = layer.output_shape(shape) if shape is not None and hasattr(layer, "output_shape") else None
         params = list(layer.parameters()) if hasattr(layer, "parameters") else []
         count = sum(math.prod(p.value.shape) for p in params)
         total += count
         fixed += sum(math.prod(b.shape) for b in (layer.buffers() if hasattr(layer, "buffers") else {}).values())
         nbytes += sum(math.prod(p.value.shape) * np.dtype(p.dtype).itemsize for p in params)
         dtype = params[0].dtype if params else ""
-        rows.append((f"{i} {config_repr(layer)}", f"(n, {width if width is not None else '?'})", f"{count:,}",
-                     dtype))
+        dims = [width] if shape is None else list(shape)
+        rows.append((f"{i} {config_repr(layer)}", f"(n, {', '.join('?' if d is None else str(d) for d in dims)})",
+                     f"{count:,}", dtype))
     widths = [max(len(r[c]) for r in rows) for c in range(4)]
     lines = [f"Model: {len(model.layers)} layers, loss {model.loss!r}, optimizer {model.optimizer!r}"
              + (", softmax and cross-entropy fused" if model.plan is not None and model.plan.fused else "")]

@@ -160,5 +160,17 @@ def test_a_cnn_saves_loads_and_summarizes(tmp_path):
     np.testing.assert_array_equal(loaded.predict(X[:10]), m.predict(X[:10]))
     assert loaded.layers[0].window.kernel == (3, 3) and loaded.layers[0].padding == "same"
     text = m.summary()
-    assert "Conv2D(in_channels=1, out_channels=8, kernel_size=[3, 3]" in text or "Conv2D(" in text
+    assert "Conv2D(in_channels=1, out_channels=8, kernel_size=3, padding='same', seed=0)  (n, ?, ?, 8)" in text
+    assert "(n, 4, 4, 8)" in m.summary(input_shape=(8, 8, 1)) and "(n, 128)" in m.summary(input_shape=(8, 8, 1))
     assert "total parameters: 1,370" in text  # 3*3*1*8 + 8 + 128*10 + 10
+
+
+def test_a_cnn_refuses_pytorchs_state_dict_layout_clearly(tmp_path):
+    pytest.importorskip("safetensors")
+    m = cnn("float32")
+    with pytest.raises(ValueError, match=r"layer 0 \(Conv2D\) has no equivalent in PyTorch's nn.Sequential"):
+        m.save_weights(tmp_path / "w.safetensors")
+    m.save_weights(tmp_path / "w.npz")  # the parameters file holds any model
+    other = cnn("float32", seed=5)
+    other.load_weights(tmp_path / "w.npz")
+    np.testing.assert_array_equal(other.layers[0].weight, m.layers[0].weight)
