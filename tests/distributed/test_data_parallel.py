@@ -289,3 +289,22 @@ def test_batchnorm_validation_figures_and_callbacks_agree_on_every_rank():
                 metrics=[pnn.metrics.F1()], callbacks=[stop], distributed=True)
     same_on_every_rank([np.asarray(h.val_loss), np.asarray(h.metrics["val_f1"]), np.asarray(h.metrics["f1"])])
     assert len(h.epoch) < 30  # stopped early, on every rank alike
+
+
+def test_a_cnn_trains_data_parallel_as_in_one_process():
+    """Conv2D, MaxPool2D, Flatten: N ranks on a global batch equal one process, in float64; no engine code."""
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((60, 8, 8, 1)), rng.integers(0, 3, 60)
+
+    def cnn():
+        m = pnn.Model().add(pnn.Conv2D(1, 4, 3, padding="same", seed=0, dtype="float64")).add(pnn.ReLU())
+        m.add(pnn.MaxPool2D(2)).add(pnn.Flatten()).add(pnn.Dense(64, 3, seed=1, dtype="float64")).add(pnn.Softmax())
+        return m.set(loss=pnn.CategoricalCrossentropy(), optimizer=pnn.Adam(0.01)).finalize()
+
+    parallel, single = cnn(), cnn()
+    h_par = parallel.train(X, y, epochs=3, batch_size=20, seed=1, verbose=False, distributed=True)
+    h_one = single.train(X, y, epochs=3, batch_size=20, seed=1, verbose=False)
+    for a, b in zip(parallel.network.parameters(), single.network.parameters(), strict=True):
+        np.testing.assert_allclose(a.value, b.value, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(h_par.loss, h_one.loss, rtol=1e-12)
+    same_on_every_rank([p.value for p in parallel.network.parameters()])
