@@ -34,6 +34,13 @@ def torch_requirement() -> list[str]:
     return ["torch"]
 
 
+def local_torch() -> list[str]:
+    """PyTorch as the reference of the gradient tests (Conv2D, LayerNorm, ... against autograd) in the sessions of
+    other backends, where the machine keeps a local CPU wheel (instant); elsewhere those comparisons skip."""
+    requirement = torch_requirement()
+    return requirement if len(requirement) > 1 else []
+
+
 def run_suite(session: nox.Session, backend: str, *extra: str, extras: str = "") -> None:
     session.install("-e", TEST_EXTRAS.replace("]", f",{extras}]") if extras else TEST_EXTRAS, *extra)
     session.run("pytest", f"--backend={backend}", *session.posargs)
@@ -42,18 +49,18 @@ def run_suite(session: nox.Session, backend: str, *extra: str, extras: str = "")
 @nox.session
 def numpy(session: nox.Session) -> None:
     """NumPy, with the ONNX export tests (the onnx extra), the downstream example's tests and Parquet tables."""
-    run_suite(session, "numpy", "pyarrow", extras="onnx")
+    run_suite(session, "numpy", "pyarrow", *local_torch(), extras="onnx")
 
 
 @nox.session
 def array_api_strict(session: nox.Session) -> None:
-    run_suite(session, "array_api_strict")
+    run_suite(session, "array_api_strict", *local_torch())
 
 
 @nox.session
 def strictest(session: nox.Session) -> None:
     """array-api-strict with boolean indexing and data-dependent shapes off, newest API version."""
-    run_suite(session, "strictest")
+    run_suite(session, "strictest", *local_torch())
 
 
 @nox.session
@@ -63,12 +70,12 @@ def torch(session: nox.Session) -> None:
 
 @nox.session
 def jax(session: nox.Session) -> None:
-    run_suite(session, "jax", "jax[cpu]")
+    run_suite(session, "jax", "jax[cpu]", *local_torch())
 
 
 @nox.session
 def dask(session: nox.Session) -> None:
-    run_suite(session, "dask", "dask[array,distributed]")  # distributed: predict on a process cluster
+    run_suite(session, "dask", "dask[array,distributed]", *local_torch())  # distributed: predict on a cluster
 
 
 @nox.session

@@ -153,9 +153,7 @@ def _gelu(op: Any, layer: Any, x: Any) -> Any:
 
 
 def _op() -> Any:
-    import spox.opset.ai.onnx.v21 as op  # the opset ndonnx records with
-
-    return op
+    return importlib.import_module("spox.opset.ai.onnx.v21")  # the opset ndonnx records with (onnx extra)
 
 
 def _channels_last(var: Any) -> Any:
