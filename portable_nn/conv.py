@@ -210,7 +210,7 @@ class Conv2D(ParametricLayer):
                              f"(dilation {self.window.dilation}) with padding {self.padding!r}")
         patches = kernels.conv_patches(xp, _pad(xp, x, self.window.pads(h, w)), self.window, oh, ow)
         weight = xp.reshape(arrays["weight"], (-1, self.out_channels))
-        out = xp.reshape(xp.reshape(patches, (-1, int(patches.shape[3]))) @ weight, (-1, oh, ow, self.out_channels))
+        out = patches @ weight  # (n, oh, ow, k) @ (k, out): no reshape across n (Dask keeps its chunks along n)
         out += arrays["bias"]  # (1, out_channels) broadcasts over (n, oh, ow, out_channels)
         return out, (patches, h, w)
 

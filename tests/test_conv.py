@@ -174,3 +174,15 @@ def test_a_cnn_refuses_pytorchs_state_dict_layout_clearly(tmp_path):
     other = cnn("float32", seed=5)
     other.load_weights(tmp_path / "w.npz")
     np.testing.assert_array_equal(other.layers[0].weight, m.layers[0].weight)
+
+
+@pytest.mark.only_xp_backends("dask", reason="lazy blockwise inference")
+def test_predict_on_dask_images_stays_lazy_and_chunked_along_n(backend):
+    """No rechunking of height, width or channels: each block of images is convolved on its own."""
+    import dask.array as da
+
+    X = np.random.default_rng(0).standard_normal((50, 8, 8, 1))
+    want = cnn().predict(X)
+    lazy = cnn().predict(da.from_array(X, chunks=(16, 8, 8, 1)))
+    assert isinstance(lazy, da.Array) and lazy.chunks == ((16, 16, 16, 2), (10,))
+    np.testing.assert_allclose(lazy.compute(), want, rtol=1e-12)
