@@ -21,8 +21,7 @@ import numpy as np
 
 from . import _xp, initializers, kernels
 from ._typing import Array, Namespace
-from .layers import Layer, ParametricLayer, _check_factor, _check_seed
-from .parameter import Parameter
+from .layers import Layer, ParametricLayer, _check_seed, weight_and_bias
 
 __all__ = ["AvgPool2D", "Conv2D", "Flatten", "GlobalAvgPool2D", "MaxPool2D"]
 
@@ -158,14 +157,8 @@ class Conv2D(ParametricLayer):
         rng = np.random.default_rng(self.seed)
         weight = initializers.draw(initializer, kh * kw * self.in_channels, kh * kw * self.out_channels, rng, 0.01,
                                    shape=(kh, kw, self.in_channels, self.out_channels))
-        self.params = {
-            "weight": Parameter("weight", weight.astype(self.dtype), self.dtype,
-                                l1=_check_factor("Conv2D: weight_regularizer_l1", weight_regularizer_l1),
-                                l2=_check_factor("Conv2D: weight_regularizer_l2", weight_regularizer_l2)),
-            "bias": Parameter("bias", np.zeros((1, self.out_channels), dtype=self.dtype), self.dtype,
-                              l1=_check_factor("Conv2D: bias_regularizer_l1", bias_regularizer_l1),
-                              l2=_check_factor("Conv2D: bias_regularizer_l2", bias_regularizer_l2)),
-        }
+        self.params = weight_and_bias("Conv2D", weight, self.dtype, (weight_regularizer_l1, weight_regularizer_l2,
+                                                                     bias_regularizer_l1, bias_regularizer_l2))
         self.need_dinput = True
         self._placed = False
 

@@ -176,6 +176,17 @@ class Layer:
         return config_repr(self)
 
 
+def weight_and_bias(owner: str, weight: np.ndarray, dtype: str,
+                    regularizers: tuple[float, float, float, float]) -> dict[str, Parameter]:
+    """``{"weight": ..., "bias": zeros (1, n_out)}`` in ``dtype`` with the layer's L1/L2 factors (weight l1, l2,
+    bias l1, l2), each checked: Dense's and Conv2D's parameters."""
+    wl1, wl2, bl1, bl2 = (_check_factor(f"{owner}: {kind}_regularizer_{norm}", value)
+                          for (kind, norm), value in zip((("weight", "l1"), ("weight", "l2"), ("bias", "l1"),
+                                                          ("bias", "l2")), regularizers, strict=True))
+    return {"weight": Parameter("weight", weight.astype(dtype), dtype, l1=wl1, l2=wl2),
+            "bias": Parameter("bias", np.zeros((1, weight.shape[-1]), dtype=dtype), dtype, l1=bl1, l2=bl2)}
+
+
 def _check_seed(owner: str, seed: Any) -> int | None:
     """``seed`` as a Python int (saved as JSON), or None."""
     if seed is None:
@@ -310,14 +321,8 @@ class Dense(ParametricLayer):
             weight = drawn.astype(self.dtype)
         if not np.all(np.isfinite(weight)):
             raise ValueError(f"Dense: weight_scale={self.weight_scale!r} gives infinite {self.dtype} weights")
-        self.params = {
-            "weight": Parameter("weight", weight, self.dtype,
-                                l1=_check_factor("Dense: weight_regularizer_l1", weight_regularizer_l1),
-                                l2=_check_factor("Dense: weight_regularizer_l2", weight_regularizer_l2)),
-            "bias": Parameter("bias", np.zeros((1, self.n_neurons), dtype=self.dtype), self.dtype,
-                              l1=_check_factor("Dense: bias_regularizer_l1", bias_regularizer_l1),
-                              l2=_check_factor("Dense: bias_regularizer_l2", bias_regularizer_l2)),
-        }
+        self.params = weight_and_bias("Dense", weight, self.dtype, (weight_regularizer_l1, weight_regularizer_l2,
+                                                                    bias_regularizer_l1, bias_regularizer_l2))
         # The model turns this off for a first layer: nothing consumes its dL/dX.
         self.need_dinput = True
         self._placed = False
