@@ -84,25 +84,25 @@ class Window:
         (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
         return (h + t + b - dh * (kh - 1) - 1) // sh + 1, (w + left + r - dw * (kw - 1) - 1) // sw + 1
 
+    def offset(self, k: int, oh: int, ow: int) -> tuple[slice, ...]:
+        """The index of kernel offset ``k`` (row-major) in the padded input: what it sees for all outputs."""
+        (i, j), (sh, sw), (dh, dw) = divmod(k, self.kernel[1]), self.stride, self.dilation
+        return (slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
+                slice(j * dw, j * dw + sw * (ow - 1) + 1, sw), slice(None))
+
     def slices(self, xpad: Array, oh: int, ow: int) -> list[Array]:
         """Each kernel offset's view of the padded input, ``(n, oh, ow, c)``, offsets in row-major order."""
-        (kh, kw), (sh, sw), (dh, dw) = self.kernel, self.stride, self.dilation
-        return [xpad[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :]
-                for i in range(kh) for j in range(kw)]
+        return [xpad[self.offset(k, oh, ow)] for k in range(self.kernel[0] * self.kernel[1])]
 
     def scatter(self, xp: Namespace, parts: list[Array], hp: int, wp: int) -> Array:
         """col2im: the sum of each offset's ``(n, oh, ow, c)`` part added back where ``slices`` took it from, on
         the padded grid ``(n, hp, wp, c)`` (array-api-extra's ``at``: in place where the library allows, a
         functional update on JAX)."""
-        kw, (sh, sw), (dh, dw) = self.kernel[1], self.stride, self.dilation
         first = parts[0]
         n, oh, ow, c = (int(v) for v in first.shape)
         total = xp.zeros((n, hp, wp, c), dtype=first.dtype, device=_xp.array_device(first))
-        for k, part in enumerate(parts):
-            i, j = divmod(k, kw)
-            window = (slice(None), slice(i * dh, i * dh + sh * (oh - 1) + 1, sh),
-                      slice(j * dw, j * dw + sw * (ow - 1) + 1, sw), slice(None))
-            total = xpx.at(total)[window].add(part, copy=None)  # a fresh array of ours: in place where allowed
+        for k, part in enumerate(parts):  # a fresh array of ours: in place where the library allows
+            total = xpx.at(total)[self.offset(k, oh, ow)].add(part, copy=None)
         return total
 
 

@@ -161,7 +161,7 @@ def conv_scatter(xp: Any, dpatches: Array, window: Any, hp: int, wp: int) -> Arr
     if _numpy_fast(dpatches):
         from . import numpy as numpy_kernels
 
-        return numpy_kernels.conv_scatter(dpatches, window.kernel, window.stride, window.dilation, hp, wp)
+        return numpy_kernels.conv_scatter(dpatches, window, hp, wp)
     kk = window.kernel[0] * window.kernel[1]
     c = int(dpatches.shape[3]) // kk
     return window.scatter(xp, [dpatches[..., m * c:(m + 1) * c] for m in range(kk)], hp, wp)

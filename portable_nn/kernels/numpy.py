@@ -119,16 +119,14 @@ def conv_patches(xpad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, i
     return view.transpose(0, 1, 2, 4, 5, 3).reshape(xpad.shape[0], oh, ow, -1)
 
 
-def conv_scatter(dpatches: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int],
-                 dilation: tuple[int, int], hp: int, wp: int) -> np.ndarray:
-    """col2im: ``(n, hp, wp, c)``, each offset's share added in place to its strided slice, the shares first
-    copied offset-major (contiguous sources: 2x faster adds).  The portable path's sums, in its order."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+def conv_scatter(dpatches: np.ndarray, window: Any, hp: int, wp: int) -> np.ndarray:
+    """col2im: ``(n, hp, wp, c)``, each offset's share added in place where ``window.offset`` took it from, the
+    shares first copied offset-major (contiguous sources: 2x faster adds).  The portable path's sums, in order."""
+    kk = window.kernel[0] * window.kernel[1]
     n, oh, ow, k = dpatches.shape
-    c = k // (kh * kw)
-    shares = np.ascontiguousarray(np.moveaxis(dpatches.reshape(n, oh, ow, kh * kw, c), 3, 0))
+    c = k // kk
+    shares = np.ascontiguousarray(np.moveaxis(dpatches.reshape(n, oh, ow, kk, c), 3, 0))
     total = np.zeros((n, hp, wp, c), dtype=dpatches.dtype)
-    for m in range(kh * kw):
-        i, j = divmod(m, kw)
-        total[:, i * dh:i * dh + sh * (oh - 1) + 1:sh, j * dw:j * dw + sw * (ow - 1) + 1:sw, :] += shares[m]
+    for m in range(kk):
+        total[window.offset(m, oh, ow)] += shares[m]
     return total
