@@ -35,8 +35,10 @@ def torch_requirement() -> list[str]:
 
 
 def local_torch() -> list[str]:
-    """PyTorch as the reference of the gradient tests (Conv2D, LayerNorm, ... against autograd) in the sessions of
-    other backends, where the machine keeps a local CPU wheel (instant); elsewhere those comparisons skip."""
+    """PyTorch as the reference of the gradient tests (Conv2D, LayerNorm, ... against autograd) in the numpy
+    session, where the machine keeps a local CPU wheel (instant); elsewhere those comparisons skip.  (Not in the
+    other backends' sessions: their float64 runs are compared with NumPy's, and one process of array-api-strict
+    with PyTorch loaded once raised a spurious "invalid value encountered in matmul" that did not reproduce.)"""
     requirement = torch_requirement()
     return requirement if len(requirement) > 1 else []
 
@@ -54,13 +56,13 @@ def numpy(session: nox.Session) -> None:
 
 @nox.session
 def array_api_strict(session: nox.Session) -> None:
-    run_suite(session, "array_api_strict", *local_torch())
+    run_suite(session, "array_api_strict")
 
 
 @nox.session
 def strictest(session: nox.Session) -> None:
     """array-api-strict with boolean indexing and data-dependent shapes off, newest API version."""
-    run_suite(session, "strictest", *local_torch())
+    run_suite(session, "strictest")
 
 
 @nox.session
@@ -70,12 +72,12 @@ def torch(session: nox.Session) -> None:
 
 @nox.session
 def jax(session: nox.Session) -> None:
-    run_suite(session, "jax", "jax[cpu]", *local_torch())
+    run_suite(session, "jax", "jax[cpu]")
 
 
 @nox.session
 def dask(session: nox.Session) -> None:
-    run_suite(session, "dask", "dask[array,distributed]", *local_torch())  # distributed: predict on a cluster
+    run_suite(session, "dask", "dask[array,distributed]")  # distributed: predict on a process cluster
 
 
 @nox.session
