@@ -16,7 +16,6 @@ from __future__ import annotations
 import math
 from typing import Any
 
-import array_api_extra as xpx
 import numpy as np
 
 from . import _xp, initializers, kernels
@@ -102,7 +101,7 @@ class Window:
         n, oh, ow, c = (int(v) for v in first.shape)
         total = xp.zeros((n, hp, wp, c), dtype=first.dtype, device=_xp.array_device(first))
         for k, part in enumerate(parts):  # a fresh array of ours: in place where the library allows
-            total = xpx.at(total)[self.offset(k, oh, ow)].add(part, copy=None)
+            total = kernels.add_at(total, self.offset(k, oh, ow), part)
         return total
 
 
@@ -194,39 +193,34 @@ class Conv2D(ParametricLayer):
 
     def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
               noise: Array | None = None) -> tuple[Array, Any]:
-        """``output = im2col(xpad) @ weight + bias``; the cache is the patches and the input's height, width."""
+        """``output = im2col(xpad) @ weight + bias``; the cache is what backward needs (the patches on the portable
+        path) and the sizes."""
         xp = _xp.namespace(x)
         h, w = int(x.shape[1]), int(x.shape[2])
         oh, ow = self.window.output_size(h, w)
         if oh < 1 or ow < 1:
             raise ValueError(f"Conv2D.forward: a {h}x{w} input is smaller than the {self.window.kernel} kernel "
                              f"(dilation {self.window.dilation}) with padding {self.padding!r}")
-        patches = kernels.conv_patches(xp, _pad(xp, x, self.window.pads(h, w)), self.window, oh, ow)
-        weight = xp.reshape(arrays["weight"], (-1, self.out_channels))
-        out = patches @ weight  # (n, oh, ow, k) @ (k, out): no reshape across n (Dask keeps its chunks along n)
+        out, saved = kernels.conv_forward(xp, _pad(xp, x, self.window.pads(h, w)), arrays["weight"], self.window,
+                                          oh, ow)
         out += arrays["bias"]  # (1, out_channels) broadcasts over (n, oh, ow, out_channels)
-        return out, (patches, h, w)
+        return out, (saved, (x.shape[0], h, w, oh, ow))
 
     def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
         """``dweight = patches.T @ dvalue``, ``dbias = sum(dvalue)``, ``dinput = col2im(dvalue @ weight.T)``."""
-        patches, h, w = cache
+        saved, (n, h, w, oh, ow) = cache
         xp = _xp.namespace(dvalue)
-        if tuple(dvalue.shape) != (*patches.shape[:3], self.out_channels):
-            raise ValueError(f"Conv2D.backward: dvalue must have the output's shape "
-                             f"{(*patches.shape[:3], self.out_channels)}, got {tuple(dvalue.shape)}")
-        weight = arrays["weight"]
-        k = int(patches.shape[3])
-        d2 = xp.reshape(dvalue, (-1, self.out_channels))
-        dweight = xp.reshape(xp.reshape(patches, (-1, k)).T @ d2, tuple(weight.shape))
-        p = self.params
-        grads = {"weight": p["weight"].regularized(dweight, weight),
-                 "bias": p["bias"].regularized(kernels.column_sums(d2), arrays["bias"])}
-        if not self.need_dinput:
-            return None, grads
-        dpatches = xp.reshape(d2 @ xp.reshape(weight, (k, self.out_channels)).T, tuple(patches.shape))
+        if tuple(dvalue.shape) != (n, oh, ow, self.out_channels):
+            raise ValueError(f"Conv2D.backward: dvalue must have the output's shape (n, {oh}, {ow}, "
+                             f"{self.out_channels}), got {tuple(dvalue.shape)}")
         (t, b), (left, r) = self.window.pads(h, w)
-        dpad = kernels.conv_scatter(xp, dpatches, self.window, h + t + b, w + left + r)
-        return dpad[:, t:t + h, left:left + w, :], grads
+        dweight, dpad = kernels.conv_backward(xp, saved, dvalue, arrays["weight"], self.window, h + t + b,
+                                              w + left + r, self.need_dinput)
+        p = self.params
+        grads = {"weight": p["weight"].regularized(dweight, arrays["weight"]),
+                 "bias": p["bias"].regularized(kernels.column_sums(xp.reshape(dvalue, (-1, self.out_channels))),
+                                               arrays["bias"])}
+        return (None if dpad is None else dpad[:, t:t + h, left:left + w, :]), grads
 
 
 class _Pool(Layer):
@@ -292,17 +286,17 @@ class MaxPool2D(_Pool):
         out = parts[0]
         for part in parts[1:]:
             out = xp.maximum(out, part)
-        masks, taken = [], None
+        return out, (parts, out, (h, w))  # the masks are made by backward: inference needs none
+
+    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
+        parts, out, (h, w) = cache
+        xp = _xp.namespace(dvalue)
+        shares, taken = [], None
         for part in parts:  # the first maximum of each window takes the gradient
             hit = part == out if taken is None else xp.logical_and(part == out, xp.logical_not(taken))
             taken = hit if taken is None else xp.logical_or(taken, hit)
-            masks.append(hit)
-        return out, (masks, (h, w))
-
-    def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
-        masks, (h, w) = cache
-        xp = _xp.namespace(dvalue)
-        return self._back(xp, [xp.astype(m, dvalue.dtype) * dvalue for m in masks], h, w), {}
+            shares.append(xp.astype(hit, dvalue.dtype) * dvalue)
+        return self._back(xp, shares, h, w), {}
 
 
 class AvgPool2D(_Pool):

@@ -212,31 +212,27 @@ def _layer_graph(ndx: Any, network_type: Any, layer: Any, var: Any, channels_fir
     """The graph of ``layer``'s inference forward pass on the ONNX value ``var``: its operators where the layer
     is a built-in one, else what its own ``forward`` records on ndonnx arrays; and whether the result is
     channels-first (see ``CHANNELS_FIRST``)."""
-    from . import activations, conv, normalization
-    from . import layers as layers_
+    from .layers import Layer
 
     name = type(layer).__name__
-    builtin = next((getattr(m, name) for m in (layers_, activations, normalization, conv) if hasattr(m, name)), None)
-    if type(layer) is builtin and name in CHANNELS_FIRST:
+    builtin = type(layer) is Layer.registry.get(name)  # a class of ours (a file's names are collision-checked)
+    if builtin and name in CHANNELS_FIRST:
         if not _float32(var):
             raise ValueError(f"Model.export_onnx: {name} in float64: onnxruntime has no float64 {name[:-2]} kernel "
                              "(and ndonnx cannot trace the image's shape); export with dtype='float32'")
         x = var if channels_first else _op().transpose(var, perm=[0, 3, 1, 2])
         return CHANNELS_FIRST[name](_op(), layer, x), True
-    if type(layer) is builtin and name in ANY_LAYOUT and channels_first:
-        emit = EMITTERS[name]
-        out = var if emit is None else emit(_op(), layer, var)
-        if out is not NotImplemented:
-            return out, True
-    if channels_first:
-        var = _channels_last(var)
-    if type(layer) is builtin and name in EMITTERS:
-        emit = EMITTERS[name]
-        if emit is None:
-            return var, False
+    if channels_first and not (builtin and name in ANY_LAYOUT):
+        var, channels_first = _channels_last(var), False
+    emit = EMITTERS.get(name, NotImplemented) if builtin else NotImplemented
+    if emit is None:
+        return var, channels_first
+    if emit is not NotImplemented:
         out = emit(_op(), layer, var)
         if out is not NotImplemented:
-            return out, False
+            return out, channels_first
+    if channels_first:  # an elementwise layer its emitter declined (a dtype): traced channels-last
+        var = _channels_last(var)
     x = ndx.asarray(var)
     single = network_type([layer])
     single.to(x)  # its parameters and buffers become constants of the graph

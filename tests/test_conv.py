@@ -2,6 +2,7 @@
 small CNN learns, saves and loads."""
 
 import math
+import warnings
 
 import numpy as np
 import pytest
@@ -38,23 +39,53 @@ CASES = [(k, s, p, d) for k in (1, 3, 5) for s in (1, 2) for p in ("valid", "sam
          ] + [(3, 1, "same", 2), (3, 2, 1, 2)]
 
 
+@pytest.mark.parametrize("fast", [True, False], ids=["fast", "portable"])
 @pytest.mark.parametrize(("k", "s", "padding", "d"), CASES)
-def test_conv2d_equals_pytorch_autograd(backend, k, s, padding, d):
+def test_conv2d_equals_pytorch_autograd(backend, k, s, padding, d, fast):
+    """Both paths: the backend's own convolution (NumPy's im2col kernel, PyTorch's, JAX's lax) and the portable
+    slices."""
     rng = np.random.default_rng(k * 10 + s)
     cin, cout = (1, 4) if k == 5 else (3, 2)
     x = rng.standard_normal((2, 9, 8, cin))
     layer = pnn.Conv2D(cin, cout, k, stride=s, padding=padding, dilation=d, seed=1, dtype="float64")
     layer.bias = rng.standard_normal((1, cout))
     weight, bias = np.array(layer.weight), np.array(layer.bias)
-    out = layer.forward(backend.asarray(x))
-    dvalue = rng.standard_normal(tuple(out.shape))
-    dinput = layer.backward(backend.asarray(dvalue))
+    with pnn.fast_paths(fast):
+        out = layer.forward(backend.asarray(x))
+        dvalue = rng.standard_normal(tuple(out.shape))
+        dinput = layer.backward(backend.asarray(dvalue))
     want, dx, dw, db = torch_conv(x, weight, bias, s, padding, d, dvalue)
     assert tuple(out.shape) == want.shape
     backend.assert_close(out, want, rtol=1e-9, atol=1e-12)
     backend.assert_close(dinput, dx, rtol=1e-9, atol=1e-12)
     backend.assert_close(layer.dweight, dw, rtol=1e-9, atol=1e-12)
     backend.assert_close(layer.dbias, db, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.parametrize(("cin", "k", "s", "padding", "d"),
+                         [(1, 5, 1, "valid", 1), (1, 3, 2, "same", 1), (6, 5, 1, "valid", 1), (3, 3, 2, "same", 2)])
+def test_conv2d_fast_path_equals_the_portable_path_in_float32(backend, cin, k, s, padding, d):
+    """The kernels (NumPy's offset-major im2col for one channel, batched col2im; PyTorch's and JAX's convolutions)
+    against the portable slices, float32: equal to rounding.  A first layer (no dinput) gets the same dweight."""
+    rng = np.random.default_rng(cin + k)
+    x = backend.asarray(rng.standard_normal((4, 12, 11, cin)).astype("float32"))
+    layer = pnn.Conv2D(cin, 8, k, stride=s, padding=padding, dilation=d, seed=2)
+    oh, ow = layer.window.output_size(12, 11)
+    dvalue = backend.asarray(rng.standard_normal((4, oh, ow, 8)).astype("float32"))
+    results = {}
+    for fast in (True, False):
+        with pnn.fast_paths(fast):
+            out = layer.forward(x)
+            layer.need_dinput = True
+            dinput = layer.backward(dvalue)
+            dweight = layer.dweight
+            layer.need_dinput = False
+            assert layer.backward(dvalue) is None
+            backend.assert_close(layer.dweight, dweight, rtol=0, atol=0)
+            results[fast] = [backend.to_numpy(a) for a in (out, dinput, dweight, layer.dbias)]
+    for fast, portable in zip(results[True], results[False], strict=True):
+        assert fast.dtype == portable.dtype == np.float32
+        np.testing.assert_allclose(fast, portable, rtol=2e-5, atol=2e-5)
 
 
 @pytest.mark.parametrize(("pool", "size", "stride", "padding"),
@@ -149,6 +180,24 @@ def test_a_small_cnn_learns_the_digits_as_on_numpy(backend):
     np.testing.assert_allclose(runs[1][0], runs[0][0], rtol=1e-9)
     for got, want in zip(runs[1][1], runs[0][1], strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-9, atol=1e-12)
+
+
+@pytest.mark.only_xp_backends("jax", "torch", reason="the backends with a compiler")
+@pytest.mark.parametrize("fast", [True, False], ids=["kernels", "portable"])
+def test_a_compiled_cnn_equals_eager_numpy(backend, fast):
+    """float64, ``compile=True`` (a ``jax.jit`` block; ``torch.compile``), with the backend's own convolution
+    and with the portable slices traced: NumPy's eager run to 1e-9."""
+    X, y, _, _ = digits()
+    X, y = X[:128], y[:128]
+    want, got = cnn(), cnn()
+    h_want = want.train(X, y, epochs=2, batch_size=32, seed=3, verbose=False)
+    with pnn.fast_paths(fast), warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # torch.compile's notes about array-api-compat's lru_cache helpers
+        h_got = got.train(backend.asarray(X, dtype=np.float64), backend.asarray(y), epochs=2, batch_size=32, seed=3,
+                          verbose=False, compile=True)
+    np.testing.assert_allclose(h_got.loss, h_want.loss, rtol=1e-9)
+    for a, b in zip(got.network.parameters(), want.network.parameters(), strict=True):
+        backend.assert_close(a.value, b.value, rtol=1e-9, atol=1e-12)
 
 
 def test_a_cnn_saves_loads_and_summarizes(tmp_path):

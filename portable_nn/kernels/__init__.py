@@ -10,8 +10,9 @@ never by module-name strings:
   (:mod:`.cupy`); everything else the optimizer's portable rule per parameter;
 * ReLU's backward: one CuPy kernel; on NumPy a multiply by the boolean mask
   (no cast of the mask); elsewhere the portable mask multiply;
-* Conv2D's im2col and col2im: on NumPy one strided copy (``sliding_window_view``) and in-place adds of
-  contiguous shares; elsewhere the portable slices and array-api-extra's ``at(...).add``;
+* Conv2D: PyTorch's own convolution on its tensors, ``lax.conv_general_dilated`` on JAX's; on NumPy im2col by
+  one strided copy (``sliding_window_view``) and col2im by in-place adds of contiguous shares; elsewhere
+  (array-api-strict, Dask, CuPy) the portable slices and array-api-extra's ``at(...).add``;
 * Dense's ``dbias`` (column sums): on NumPy and CuPy a product with a cached
   row of ones (one BLAS call, 3-4x faster than the reduction); elsewhere
   ``sum(axis=0)``.
@@ -31,8 +32,9 @@ from contextlib import contextmanager
 from types import ModuleType
 from typing import TYPE_CHECKING, Any
 
+import array_api_extra as xpx
 import numpy as np
-from array_api_compat import is_cupy_array
+from array_api_compat import is_cupy_array, is_jax_array, is_torch_array
 
 from .. import _xp
 from .._typing import Array
@@ -41,8 +43,8 @@ if TYPE_CHECKING:
     from ..optimizers import Optimizer
     from ..parameter import Parameter
 
-__all__ = ["column_sums", "conv_patches", "conv_scatter", "fast_paths", "fast_paths_enabled", "optimizer_kernels",
-           "relu_backward", "set_fast_paths", "update"]
+__all__ = ["add_at", "column_sums", "conv_backward", "conv_forward", "fast_paths", "fast_paths_enabled",
+           "optimizer_kernels", "relu_backward", "set_fast_paths", "update"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1").strip().lower() not in ("0", "false", "no", "off")
 _SCOPE = threading.local()  # the innermost ``with fast_paths(...)`` of each thread
@@ -143,25 +145,61 @@ def column_sums(dvalue: Array) -> Array:
     return ones @ dvalue
 
 
-def _numpy_fast(x: Array) -> bool:
-    return type(x) is np.ndarray and fast_paths_enabled()
+def add_at(total: Array, index: tuple[slice, ...], part: Array) -> Array:
+    """``total[index] += part`` on a fresh array of ours (col2im's adds): array-api-extra's ``at(...).add`` (in place
+    where the library allows, a functional update on JAX); on PyTorch the in-place add itself, which is what
+    ``at`` does there too, but ``torch.compile`` cannot trace ``at``'s check of a tuple index."""
+    if is_torch_array(total):
+        total[index] += part
+        return total
+    return xpx.at(total)[index].add(part, copy=None)
 
 
-def conv_patches(xp: Any, xpad: Array, window: Any, oh: int, ow: int) -> Array:
-    """im2col of the padded input: ``(n, oh, ow, kh*kw*c)`` (``conv.Window``'s geometry)."""
-    if _numpy_fast(xpad):
+def _conv_kernels(x: Array) -> ModuleType | None:
+    """The module with a convolution for ``x``'s library (by the array's type), or None for the portable path."""
+    if not fast_paths_enabled():
+        return None
+    if type(x) is np.ndarray:
         from . import numpy as numpy_kernels
 
-        return numpy_kernels.conv_patches(xpad, window.kernel, window.stride, window.dilation, oh, ow)
-    return xp.concat(window.slices(xpad, oh, ow), axis=-1)
+        return numpy_kernels
+    if is_torch_array(x):
+        from . import torch as torch_kernels
+
+        return torch_kernels
+    if is_jax_array(x):
+        from . import jax as jax_kernels
+
+        return jax_kernels
+    return None
 
 
-def conv_scatter(xp: Any, dpatches: Array, window: Any, hp: int, wp: int) -> Array:
-    """col2im of ``(n, oh, ow, kh*kw*c)`` gradients onto the padded grid ``(n, hp, wp, c)``."""
-    if _numpy_fast(dpatches):
-        from . import numpy as numpy_kernels
+def conv_forward(xp: Any, xpad: Array, weight: Array, window: Any, oh: int, ow: int) -> tuple[Array, Any]:
+    """The convolution of the padded input ``(n, hp, wp, in)`` with ``weight`` ``(kh, kw, in, out)`` (``conv.Window``'s
+    geometry, no bias): ``(n, oh, ow, out)``, and what ``conv_backward`` needs.  Portable: im2col by the
+    ``kh*kw`` strided slices, concatenated, and one product (no reshape across n: Dask keeps its chunks)."""
+    kernels = _conv_kernels(xpad)
+    if kernels is not None:
+        out, saved = kernels.conv_forward(xpad, weight, window, oh, ow)
+        return out, (kernels, saved)
+    patches = xp.concat(window.slices(xpad, oh, ow), axis=-1)
+    return patches @ xp.reshape(weight, (-1, int(weight.shape[3]))), (None, patches)
 
-        return numpy_kernels.conv_scatter(dpatches, window, hp, wp)
-    kk = window.kernel[0] * window.kernel[1]
-    c = int(dpatches.shape[3]) // kk
-    return window.scatter(xp, [dpatches[..., m * c:(m + 1) * c] for m in range(kk)], hp, wp)
+
+def conv_backward(xp: Any, saved: Any, dvalue: Array, weight: Array, window: Any, hp: int, wp: int,
+                  need_dinput: bool) -> tuple[Array, Array | None]:
+    """``dweight = patches.T @ dvalue`` ``(kh, kw, in, out)`` and the padded ``dinput = col2im(dvalue @ weight.T)``
+    ``(n, hp, wp, in)`` (None unless ``need_dinput``), by the kernel that ran the forward."""
+    kernels, payload = saved
+    if kernels is not None:
+        return kernels.conv_backward(payload, dvalue, weight, window, hp, wp, need_dinput)  # type: ignore[no-any-return]
+    out = int(weight.shape[3])
+    k = int(payload.shape[3])
+    d2 = xp.reshape(dvalue, (-1, out))
+    dweight = xp.reshape(xp.reshape(payload, (-1, k)).T @ d2, tuple(weight.shape))
+    if not need_dinput:
+        return dweight, None
+    dpatches = xp.reshape(d2 @ xp.reshape(weight, (k, out)).T, tuple(payload.shape))
+    c = int(weight.shape[2])
+    parts = [dpatches[..., m * c:(m + 1) * c] for m in range(k // c)]
+    return dweight, window.scatter(xp, parts, hp, wp)

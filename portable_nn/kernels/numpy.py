@@ -20,7 +20,7 @@ import numpy as np
 from .._typing import Array
 from ..parameter import FlatParameters
 
-__all__ = ["apply", "conv_patches", "conv_scatter"]
+__all__ = ["apply", "conv_backward", "conv_forward"]
 
 # Each rule is a dozen passes; over chunks of 256 Ki elements (1 MiB of float32)
 # the arrays of one chunk stay in the L2 cache between passes instead of
@@ -109,24 +109,44 @@ def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | N
         flat.swap()
 
 
-def conv_patches(xpad: np.ndarray, kernel: tuple[int, int], stride: tuple[int, int], dilation: tuple[int, int],
-                 oh: int, ow: int) -> np.ndarray:
-    """im2col as one strided copy: ``(n, oh, ow, kh*kw*c)``, offsets row-major, then channels (the portable
-    path's order: the same bits)."""
-    (kh, kw), (sh, sw), (dh, dw) = kernel, stride, dilation
+def conv_forward(xpad: np.ndarray, weight: np.ndarray, window: Any, oh: int, ow: int) -> tuple[np.ndarray, Any]:
+    """``im2col(xpad) @ weight`` as ``(n, oh, ow, out)`` and the patches backward needs.
+
+    im2col is one strided copy (``sliding_window_view``): ``(n, oh, ow, kh*kw*c)``, offsets row-major, then
+    channels, the portable path's order.  One input channel (a first layer on grey images) copies offset-major
+    instead, ``(kh*kw, n*oh*ow)``, a row per offset from contiguous runs: the same matrix transposed, 3x faster to
+    fill, and the products take it transposed (the same sums)."""
+    (kh, kw), (sh, sw), (dh, dw) = window.kernel, window.stride, window.dilation
+    n, c, out = xpad.shape[0], xpad.shape[3], weight.shape[3]
+    w2 = weight.reshape(-1, out)
+    if c == 1:
+        rows = np.empty((kh * kw, n, oh, ow), dtype=xpad.dtype)
+        for m in range(kh * kw):
+            rows[m] = xpad[window.offset(m, oh, ow)][..., 0]
+        rows2 = rows.reshape(kh * kw, -1)
+        return (rows2.T @ w2).reshape(n, oh, ow, out), ("rows", rows2)
     view = np.lib.stride_tricks.sliding_window_view(xpad, (dh * (kh - 1) + 1, dw * (kw - 1) + 1), axis=(1, 2))
     view = view[:, :sh * (oh - 1) + 1:sh, :sw * (ow - 1) + 1:sw, :, ::dh, ::dw]  # (n, oh, ow, c, kh, kw)
-    return view.transpose(0, 1, 2, 4, 5, 3).reshape(xpad.shape[0], oh, ow, -1)
+    patches = view.transpose(0, 1, 2, 4, 5, 3).reshape(n * oh * ow, -1)
+    return (patches @ w2).reshape(n, oh, ow, out), ("columns", patches)
 
 
-def conv_scatter(dpatches: np.ndarray, window: Any, hp: int, wp: int) -> np.ndarray:
-    """col2im: ``(n, hp, wp, c)``, each offset's share added in place where ``window.offset`` took it from, the
-    shares first copied offset-major (contiguous sources: 2x faster adds).  The portable path's sums, in order."""
-    kk = window.kernel[0] * window.kernel[1]
-    n, oh, ow, k = dpatches.shape
-    c = k // kk
-    shares = np.ascontiguousarray(np.moveaxis(dpatches.reshape(n, oh, ow, kk, c), 3, 0))
-    total = np.zeros((n, hp, wp, c), dtype=dpatches.dtype)
-    for m in range(kk):
-        total[window.offset(m, oh, ow)] += shares[m]
-    return total
+def conv_backward(saved: Any, dvalue: np.ndarray, weight: np.ndarray, window: Any, hp: int, wp: int,
+                  need_dinput: bool) -> tuple[np.ndarray, np.ndarray | None]:
+    """``dweight = patches.T @ dvalue`` and the padded ``dinput``: col2im of ``dvalue @ weight.T``.
+
+    ``dvalue @ weight.T`` is computed offset-major, ``(kh*kw, n*oh*ow, c)``, by one batched product (each offset's
+    ``(out, c)`` block of the weight), so that each offset's share is contiguous and is added in place where
+    ``window.offset`` took it from (the portable path's sums, in order)."""
+    layout, patches = saved
+    kh, kw, c, out = weight.shape
+    n, oh, ow = dvalue.shape[:3]
+    d2 = dvalue.reshape(-1, out)
+    dweight = (patches @ d2 if layout == "rows" else patches.T @ d2).reshape(weight.shape)
+    if not need_dinput:
+        return dweight, None
+    shares = np.matmul(d2, weight.reshape(kh * kw, c, out).transpose(0, 2, 1))  # (kh*kw, n*oh*ow, c)
+    total = np.zeros((n, hp, wp, c), dtype=dvalue.dtype)
+    for m in range(kh * kw):
+        total[window.offset(m, oh, ow)] += shares[m].reshape(n, oh, ow, c)
+    return dweight, total

@@ -34,7 +34,7 @@ from typing import Any
 import array_api_compat
 import numpy as np
 
-from .. import _xp
+from .. import _xp, kernels
 from .._typing import Array, Namespace
 from .guard import HINT, Kept
 from .step import Plan, StepResult, apply_step, count_correct, evaluate_sums, random_layers, regularization_loss
@@ -180,7 +180,7 @@ def _signature(plan: Plan) -> str:
 
 
 def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
-    key = (*key, _signature(plan))
+    key = (*key, _signature(plan), kernels.fast_paths_enabled())  # the kernels or the portable path, at trace time
     fn = plan.compiled.get(key)
     if fn is None:
         fn = plan.compiled[key] = make()
