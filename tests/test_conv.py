@@ -2,12 +2,23 @@
 small CNN learns, saves and loads."""
 
 import math
+import sys
 import warnings
 
 import numpy as np
 import pytest
 
 import portable_nn as pnn
+
+
+@pytest.fixture(autouse=True)
+def lax_conv_on_cpu_too(monkeypatch):
+    """JAX's kernel (``lax.conv_general_dilated``) is used on accelerators only: here it runs on CPU too, so that
+    the kernel is what these tests compare (the portable path is compared under ``fast_paths(False)``)."""
+    if "jax" in sys.modules:  # the jax session (where it is not, no JAX array is made)
+        from portable_nn.kernels import jax as jax_kernels
+
+        monkeypatch.setattr(jax_kernels, "used_for", lambda x: True)
 
 
 def same_pads(size, k, s, d=1):

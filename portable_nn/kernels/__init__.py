@@ -10,7 +10,8 @@ never by module-name strings:
   (:mod:`.cupy`); everything else the optimizer's portable rule per parameter;
 * ReLU's backward: one CuPy kernel; on NumPy a multiply by the boolean mask
   (no cast of the mask); elsewhere the portable mask multiply;
-* Conv2D: PyTorch's own convolution on its tensors, ``lax.conv_general_dilated`` on JAX's; on NumPy im2col by
+* Conv2D: PyTorch's own convolution on its tensors, ``lax.conv_general_dilated`` on JAX's on accelerators (on
+  CPU XLA's is slower than the portable im2col); on NumPy im2col by
   one strided copy (``sliding_window_view``) and col2im by in-place adds of contiguous shares; elsewhere
   (array-api-strict, Dask, CuPy) the portable slices and array-api-extra's ``at(...).add``;
 * Dense's ``dbias`` (column sums): on NumPy and CuPy a product with a cached
@@ -170,7 +171,7 @@ def _conv_kernels(x: Array) -> ModuleType | None:
     if is_jax_array(x):
         from . import jax as jax_kernels
 
-        return jax_kernels
+        return jax_kernels if jax_kernels.used_for(x) else None  # XLA:CPU's convolution is slower than im2col
     return None
 
 
