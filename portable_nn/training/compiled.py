@@ -90,10 +90,12 @@ def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, 
     return optimizer.rate_at(itf, xp, current=rates[1]), itf + 1.0
 
 
-def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
+def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, capacity: int,
                       val_batches: list[slice] | None) -> Any:
-    """One block of ``epochs`` epochs in batches of ``bs`` rows (shapes and shuffling come from the arguments
-    at trace time: the caller's cache key holds them)."""
+    """One block of up to ``capacity`` epochs in batches of ``bs`` rows: it runs ``count`` of them (an argument,
+    so that one compilation serves every block length up to the capacity: a ``while_loop`` of ``count`` epochs,
+    their outputs written to the first ``count`` rows).  Shapes and shuffling come from the arguments at trace time: the
+    caller's cache key holds them."""
     import jax
 
     plan = model_plan  # the step reads the layers' settings only: every array is an argument
@@ -121,13 +123,25 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, epochs: int,
         losses, correct, compared = (xp.concat([o[i] for o in outs]) for i in range(3))
         return carry, (losses, correct, compared, _epoch_end(plan, xp, carry[0], carry[2], val, val_batches))
 
-    def block(params: Any, state: Any, bufs: Any, keys: Any, it: Any, lrs: Any, X: Array, yl: Array, ya: Array,
-              orders: Any, val: Any) -> Any:
+    def block(params: Any, state: Any, bufs: Any, keys: Any, it: Any, lrs: Any, count: Any, X: Array, yl: Array,
+              ya: Array, orders: Any, val: Any) -> Any:
         nonlocal rates
         TRACES["jax:train"] += 1
         rates = lrs
         carry = (params, state, bufs, keys, it, xp.asarray(True))
-        carry, outs = jax.lax.scan(lambda c, o: epoch(c, o, X, yl, ya, val), carry, orders, length=epochs)
+        order = (lambda e: None) if orders is None else (lambda e: orders[e])
+        shapes = jax.eval_shape(lambda c: epoch(c, order(0), X, yl, ya, val)[1], carry)
+        outs = jax.tree_util.tree_map(lambda a: xp.zeros((capacity, *a.shape), dtype=a.dtype), shapes)
+
+        def body(loop: Any) -> Any:  # epoch e: its outputs go to row e of the block's
+            e, c, outs = loop
+            c, out = epoch(c, order(e), X, yl, ya, val)
+            return e + 1, c, jax.tree_util.tree_map(lambda rows, row: jax.lax.dynamic_update_index_in_dim(
+                rows, row, e, 0), outs, out)
+
+        # a loop of ``count`` epochs, not a scan over the capacity: no cost for the rows a short block leaves
+        _, carry, outs = jax.lax.while_loop(lambda loop: loop[0] < count, body,
+                                            (xp.asarray(0, dtype=it.dtype), carry, outs))
         params_new, state_new, bufs_new = carry[0], carry[1], carry[2]
         arrays = list(params_new) + [a for s in state_new for a in s.values()] + list(bufs_new)
         finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
@@ -187,11 +201,12 @@ def _cached(plan: Plan, key: tuple[Any, ...], make: Any) -> Any:
     return fn
 
 
-def train_block(plan: Plan, xp: Namespace, n: int, bs: int, epochs: int, shuffle: bool,
+def train_block(plan: Plan, xp: Namespace, n: int, bs: int, capacity: int, shuffle: bool,
                 val_batches: list[slice] | None) -> Any:
-    """The compiled block of ``epochs`` epochs over ``n`` rows in batches of ``bs`` (cached on the plan)."""
-    key = ("jax:train", n, bs, epochs, shuffle, val_batches and tuple((s.start, s.stop) for s in val_batches))
-    return _cached(plan, key, lambda: _make_train_block(plan, xp, bs, epochs, val_batches))
+    """The compiled block of up to ``capacity`` epochs over ``n`` rows in batches of ``bs`` (cached on the plan):
+    ``fn(params, state, bufs, keys, it, rates, count, X, y_loss, y_acc, orders, val)`` runs ``count`` epochs."""
+    key = ("jax:train", n, bs, capacity, shuffle, val_batches and tuple((s.start, s.stop) for s in val_batches))
+    return _cached(plan, key, lambda: _make_train_block(plan, xp, bs, capacity, val_batches))
 
 
 def model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Array]]]:

@@ -179,6 +179,15 @@ class JaxRunner:
         fits = max(1, int(self.BLOCK_SECONDS / max(self.epoch_seconds, 1e-9)))
         return min(1 << (fits.bit_length() - 1), boundary - done)
 
+    def _capacity(self, epochs: int) -> int:
+        """The most epochs a block can hold: every block of this call runs on one compilation of that size (the
+        timing blocks of one epoch too: a block loops over its count of epochs).  A power of two, at most
+        the epochs up to a report, and -- where each epoch takes a shuffled order -- at most 4 MiB of orders."""
+        most = min(epochs, self.per_block)
+        if self.shuffle:
+            most = min(most, max(1, (1 << 20) // self.n))
+        return 1 << (most - 1).bit_length()
+
     def _timed(self, k: int, seconds: float, traced: bool) -> None:
         if k == 1 and not traced:
             self.epoch_seconds = seconds
@@ -191,23 +200,24 @@ class JaxRunner:
         rand = random_layers(plan)
         int_dtype = _xp.default_int(xp, _xp.array_device(X))
         done = 0  # epochs finished
+        capacity = self._capacity(epochs)
         while done < epochs:
-            k = self._next_block(done, epochs)
+            k = min(self._next_block(done, epochs), capacity)
             traces, started = compiled.TRACES["jax:train"], time.perf_counter()
-            fn = compiled.train_block(plan, xp, self.n, self.bs, k, self.shuffle, self.val_batches)
+            fn = compiled.train_block(plan, xp, self.n, self.bs, capacity, self.shuffle, self.val_batches)
             orders = None
-            if self.shuffle:
-                orders = xp.asarray(np.stack([self.rng.permutation(self.n) for _ in range(k)]),
-                                    device=_xp.array_device(X))
+            if self.shuffle:  # k epochs' orders, then rows for the epochs the block skips
+                drawn = [self.rng.permutation(self.n) for _ in range(k)]
+                orders = xp.asarray(np.stack(drawn + [drawn[0]] * (capacity - k)), device=_xp.array_device(X))
             # read from the model at every block: what a callback changed (parameters, rates) takes effect
             params, state = compiled.model_arrays(plan, X)
             bufs = compiled.placed_buffers(plan, X, "train")
             keys = [layer.generator.jax_key() for layer in rand]
             start, start_lr = optimizer.iterations, optimizer.current_learning_rate
             rates = xp.asarray([optimizer.learning_rate, start_lr], dtype=params[0].dtype)
-            new, outs, finite = fn(params, state, bufs, keys, xp.asarray(start, dtype=int_dtype), rates, X,
-                                   self.y_loss, self.y_acc, orders, self.val)
-            losses, correct, compared, figures = (np.asarray(a) for a in outs)
+            new, outs, finite = fn(params, state, bufs, keys, xp.asarray(start, dtype=int_dtype), rates,
+                                   xp.asarray(k, dtype=int_dtype), X, self.y_loss, self.y_acc, orders, self.val)
+            losses, correct, compared, figures = (np.asarray(a)[:k] for a in outs)
             self._timed(k, time.perf_counter() - started, compiled.TRACES["jax:train"] != traces)
             snapshot = ([(p, v, dict(s)) for p, v, s in zip(plan.parameters, params, state, strict=True)],
                         (start, start_lr), bufs)
