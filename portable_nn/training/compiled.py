@@ -219,9 +219,18 @@ def model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Arra
     for p in plan.parameters:
         _xp.check_same_place(X, p.value, f"Model.train: {p.name}")
         params.append(p.value)
-        state.append({k: p.state[k] if p.state.get(k) is not None else xp.zeros_like(p.value)
+        state.append({k: p.state[k] if p.state.get(k) is not None else _zeros_like(xp, p.value)
                       for k in optimizer.state_names})
     return params, state
+
+
+def _zeros_like(xp: Namespace, value: Array) -> Array:
+    """``zeros_like``; on JAX host zeros put where ``value`` is (a transfer: no compilation per shape)."""
+    if array_api_compat.is_jax_namespace(xp) and hasattr(value, "sharding"):
+        import jax
+
+        return jax.device_put(np.zeros(value.shape, dtype=value.dtype), value.sharding)
+    return xp.zeros_like(value)
 
 
 def placed_buffers(plan: Plan, X: Array, what: str) -> list[Array]:

@@ -5,6 +5,7 @@ They name the call and the argument, the expected and the actual value.
 
 from __future__ import annotations
 
+import functools
 import math
 import numbers
 from typing import Any
@@ -77,14 +78,14 @@ def check_data(what: str, X: Any, y: Any, *, n_outputs: int | None, target_kind:
     xp = check_features(what, X, n_inputs)
     if X.shape[0] == 0:
         raise ValueError(f"Model.{what}: X has no samples")
-    # A column sum is finite iff every value is (NaN and inf propagate), unless
-    # finite values overflow it: only then is the exact element-wise check run.
-    # One pass over X and no X-sized temporary for the common, clean case.
-    checks: dict[str, Array] = {"X": xp.all(xp.isfinite(xp.sum(X, axis=0)))}
-    if dtype == "float32" and X.dtype == xp.float64:  # the model would compute inf from finite float64 data
-        checks["X fits float32"] = xp.max(xp.abs(X)) <= FLOAT32_MAX
     if y is not None:
-        checks.update(_check_targets(what, xp, X, y, n_outputs, target_kind))
+        _check_targets(what, xp, X, y, n_outputs, target_kind)
+    fits = dtype == "float32" and X.dtype == xp.float64  # the model would compute inf from finite float64 data
+    checks: dict[str, Array]
+    if _xp.array_api_compat.is_jax_namespace(xp):  # one compilation for them all, not one per operation
+        checks = _jax_value_checks()(X, y, fits, n_outputs, target_kind)
+    else:
+        checks = _value_checks(X, y, fits, n_outputs, target_kind)
     if values:
         verify(what, X, dict(zip(checks, _xp.to_host(xp, list(checks.values())), strict=True)), n_outputs)
     return checks
@@ -107,9 +108,8 @@ def verify(what: str, X: Any, ok: dict[str, Any], n_outputs: int | None) -> None
         raise ValueError(f"Model.{what}: class labels must be in [0, {n_outputs}), the model has {n_outputs} outputs")
 
 
-def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None,
-                   target_kind: str) -> dict[str, Array]:
-    """Shape and dtype errors at once; value checks as device booleans (read back together)."""
+def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None, target_kind: str) -> None:
+    """Shape and dtype errors at once (the values are checked by ``_value_checks``)."""
     if not _xp.array_api_compat.is_array_api_obj(y) or _xp.namespace(y) is not xp:
         raise TypeError(f"Model.{what}: y is a {_xp.describe(y)} but X is a {_xp.describe(X)}; use one library")
     known_rows(what, "y", y)
@@ -127,10 +127,22 @@ def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None
             f"Model.{what}: y of shape {tuple(y.shape)} does not fit a model with {n_out} outputs "
             f"(expected {form}, k = {n_out})"
         )
-    checks: dict[str, Array] = {}
-    if classes and y.ndim == 1:
-        if not xp.isdtype(y.dtype, "integral"):
-            raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
+    if classes and y.ndim == 1 and not xp.isdtype(y.dtype, "integral"):
+        raise TypeError(f"Model.{what}: class labels must be integers, got dtype {y.dtype}")
+
+
+def _value_checks(X: Array, y: Any, fits: bool, n_out: int | None, target_kind: str) -> dict[str, Array]:
+    """The value checks as device booleans, by name: finiteness, float32 range (``fits``), label ranges."""
+    xp = _xp.namespace(X)
+    # A column sum is finite iff every value is (NaN and inf propagate), unless
+    # finite values overflow it: only then is the exact element-wise check run.
+    # One pass over X and no X-sized temporary for the common, clean case.
+    checks: dict[str, Array] = {"X": xp.all(xp.isfinite(xp.sum(X, axis=0)))}
+    if fits:
+        checks["X fits float32"] = xp.max(xp.abs(X)) <= FLOAT32_MAX
+    if y is None:
+        return checks
+    if target_kind == "classes" and y.ndim == 1:
         labels = xp.astype(y, xp.int64) if y.dtype in (xp.uint16, xp.uint32, xp.uint64) else y  # PyTorch: no min
         checks["labels >= 0"] = xp.min(labels) >= 0
         if n_out is not None:
@@ -140,3 +152,11 @@ def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None
     elif xp.isdtype(y.dtype, "real floating"):
         checks["y"] = xp.all(xp.isfinite(y))
     return checks
+
+
+@functools.cache
+def _jax_value_checks() -> Any:
+    """``_value_checks`` under one ``jax.jit`` (compiled once per shape, not once per operation)."""
+    import jax
+
+    return jax.jit(_value_checks, static_argnums=(2, 3, 4))
