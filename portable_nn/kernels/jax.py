@@ -20,7 +20,7 @@ __all__ = ["conv_backward", "conv_forward", "used_for"]
 def used_for(x: jax.Array) -> bool:
     """Whether ``x``'s convolutions go to XLA: on an accelerator (a traced array: where ``jax.jit`` runs)."""
     platform = jax.default_backend() if isinstance(x, jax.core.Tracer) else next(iter(x.devices())).platform
-    return platform != "cpu"
+    return bool(platform != "cpu")
 
 
 def _conv(window: Any) -> Any:
