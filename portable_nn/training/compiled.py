@@ -129,19 +129,8 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, capacity: int,
         TRACES["jax:train"] += 1
         rates = lrs
         carry = (params, state, bufs, keys, it, xp.asarray(True))
-        order = (lambda e: None) if orders is None else (lambda e: orders[e])
-        shapes = jax.eval_shape(lambda c: epoch(c, order(0), X, yl, ya, val)[1], carry)
-        outs = jax.tree_util.tree_map(lambda a: xp.zeros((capacity, *a.shape), dtype=a.dtype), shapes)
-
-        def body(loop: Any) -> Any:  # epoch e: its outputs go to row e of the block's
-            e, c, outs = loop
-            c, out = epoch(c, order(e), X, yl, ya, val)
-            return e + 1, c, jax.tree_util.tree_map(lambda rows, row: jax.lax.dynamic_update_index_in_dim(
-                rows, row, e, 0), outs, out)
-
-        # a loop of ``count`` epochs, not a scan over the capacity: no cost for the rows a short block leaves
-        _, carry, outs = jax.lax.while_loop(lambda loop: loop[0] < count, body,
-                                            (xp.asarray(0, dtype=it.dtype), carry, outs))
+        carry, outs = _epochs_loop(xp, lambda c, order: epoch(c, order, X, yl, ya, val), carry, count, capacity,
+                                   orders)
         params_new, state_new, bufs_new = carry[0], carry[1], carry[2]
         arrays = list(params_new) + [a for s in state_new for a in s.values()] + list(bufs_new)
         finite = xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
@@ -150,6 +139,27 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, capacity: int,
     # No buffer donation: the model's arrays are the user's to read (a callback may keep a reference to a
     # weight; a donated buffer would be deleted under it), and the block's inputs are the kept snapshot.
     return jax.jit(block)
+
+
+def _epochs_loop(xp: Namespace, epoch: Any, carry: Any, count: Array, capacity: int, orders: Any) -> Any:
+    """``epoch(carry, order)`` ``count`` times (a traced number, at most ``capacity``): the carry, and each
+    output stacked in ``capacity`` rows, the first ``count`` written (a ``while_loop``, not a scan over the
+    capacity: no cost for the rows a short block leaves)."""
+    import jax
+
+    order = (lambda e: None) if orders is None else (lambda e: orders[e])
+    shapes = jax.eval_shape(lambda c: epoch(c, order(0))[1], carry)
+    outs = jax.tree_util.tree_map(lambda a: xp.zeros((capacity, *a.shape), dtype=a.dtype), shapes)
+
+    def body(loop: Any) -> Any:  # epoch e: its outputs go to row e
+        e, c, outs = loop
+        c, out = epoch(c, order(e))
+        return e + 1, c, jax.tree_util.tree_map(lambda rows, row: jax.lax.dynamic_update_index_in_dim(
+            rows, row, e, 0), outs, out)
+
+    _, carry, outs = jax.lax.while_loop(lambda loop: loop[0] < count, body,
+                                        (xp.asarray(0, dtype=count.dtype), carry, outs))
+    return carry, outs
 
 
 def _epoch_end(plan: Plan, xp: Namespace, params: list[Array], bufs: list[Array], val: Any,
