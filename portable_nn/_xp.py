@@ -218,7 +218,8 @@ def to_host(xp: Namespace, values: list[Array]) -> list[float]:
 
     Dask computes all of them in one graph run.
     """
-    arrays = [(i, v) for i, v in enumerate(values) if array_api_compat.is_array_api_obj(v)]
+    arrays = [(i, v) for i, v in enumerate(values)  # host values first: a report can read thousands of them
+              if not isinstance(v, float | int | np.generic | np.ndarray) and array_api_compat.is_array_api_obj(v)]
     if arrays and is_lazy(arrays[0][1]):
         dask: Any = importlib.import_module("dask")
         computed = dask.compute(*[v for _, v in arrays])

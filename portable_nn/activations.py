@@ -19,7 +19,7 @@ from .layers import Layer
 
 def softmax_parts(xp: Namespace, z: Array) -> tuple[Array, Array, Array]:
     """``(z - max, sum(exp(z - max)), softmax(z))`` row-wise: the stable softmax and its pieces."""
-    shifted = z - xp.max(z, axis=1, keepdims=True)
+    shifted = z - kernels.row_max(z)
     e = xp.exp(shifted)
     total = xp.sum(e, axis=1, keepdims=True)
     return shifted, total, e / total

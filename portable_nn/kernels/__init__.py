@@ -45,7 +45,7 @@ if TYPE_CHECKING:
     from ..parameter import Parameter
 
 __all__ = ["add_at", "column_sums", "conv_backward", "conv_forward", "fast_paths", "fast_paths_enabled",
-           "optimizer_kernels", "relu_backward", "set_fast_paths", "update"]
+           "optimizer_kernels", "relu_backward", "row_max", "set_fast_paths", "update"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1").strip().lower() not in ("0", "false", "no", "off")
 _SCOPE = threading.local()  # the innermost ``with fast_paths(...)`` of each thread
@@ -154,6 +154,18 @@ def add_at(total: Array, index: tuple[slice, ...], part: Array) -> Array:
         total[index] += part
         return total
     return xpx.at(total)[index].add(part, copy=None)
+
+
+def row_max(z: Array) -> Array:
+    """``max(z, axis=1, keepdims=True)`` of a 2-D array.  On NumPy with at most 16 columns the elementwise maximum
+    of the columns: NumPy reduces a short row slowly (300x3: 15 us, against 3 us), and a maximum is exact, so the
+    values are the reduction's (NaN propagates as there)."""
+    if type(z) is np.ndarray and z.ndim == 2 and 2 <= z.shape[1] <= 16 and fast_paths_enabled():
+        out = np.maximum(z[:, 0:1], z[:, 1:2])
+        for j in range(2, z.shape[1]):
+            np.maximum(out, z[:, j:j + 1], out=out)
+        return out
+    return _xp.namespace(z).max(z, axis=1, keepdims=True)
 
 
 def _conv_kernels(x: Array) -> ModuleType | None:
