@@ -121,7 +121,12 @@ def move(x: Array, xp: Array, device: Device, dtype: DType = None) -> Array:
     if array_api_compat.is_array_api_obj(x) and array_namespace(x) is xp:
         out = x if array_device(x) == device else array_api_compat.to_device(x, device)
     elif is_numpy_array(x):
-        out = xp.asarray(x, device=device)
+        if dtype is not None:  # cast on the host: on JAX a device cast compiles once per shape
+            x = x.astype(dtype_name(dtype), copy=False)
+        if array_api_compat.is_jax_namespace(xp):  # asarray(device=) compiles a copy per shape; device_put: none
+            out = importlib.import_module("jax").device_put(x, device)
+        else:
+            out = xp.asarray(x, device=device)
     else:
         try:
             out = xp.from_dlpack(x)
