@@ -92,9 +92,8 @@ def _schedule(plan: Plan, xp: Namespace, it: Array, rates: Array) -> tuple[Any, 
 def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, capacity: int,
                       val_batches: list[slice] | None) -> Any:
     """One block of up to ``capacity`` epochs in batches of ``bs`` rows: it runs ``count`` of them (an argument,
-    so that one compilation serves every block length up to the capacity: a ``while_loop`` of ``count`` epochs,
-    their outputs written to the first ``count`` rows).  Shapes and shuffling come from the arguments at trace time: the
-    caller's cache key holds them."""
+    so that one compilation serves every block length up to the capacity; see ``_epochs_loop``).  Shapes and
+    shuffling come from the arguments at trace time: the caller's cache key holds them."""
     import jax
 
     plan = model_plan  # the step reads the layers' settings only: every array is an argument
@@ -102,20 +101,16 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, capacity: int,
     rates: Any = None
 
     def one(carry: Any, batch: Any) -> Any:
-        params, state, bufs, keys, it, ok = carry
+        params, state, bufs, keys, it = carry
         x, yl, ya = batch
         draw, next_keys = _jax_draw(rand, keys)
         lr, t = _schedule(plan, xp, it, rates)
         out: StepResult = apply_step(plan, params, state, x, yl, ya, lr, t, bufs, draw)
-        keys = next_keys()
-        finite = xp.logical_and(ok, xp.isfinite(out.loss_sum))
-        # No per-step select of the old arrays where the loss is not finite (a pass over every parameter and
-        # state array, 10-20% of an mnist step): a block with a non-finite loss is discarded whole, the model
-        # restored to the last verified block start and the first bad step named (``check_block``).
-        params, state, bufs = out.params, out.state, out.buffers
-        it = xp.where(finite, it + 1, it)
+        # No finiteness select here: a block with a non-finite loss is discarded whole, the model restored to
+        # the last verified block start and the first bad step named (``check_block``).
         compared = xp.asarray(int(math.prod(ya.shape)), dtype=it.dtype)
-        return (params, state, bufs, keys, it, finite), (out.loss_sum, xp.astype(out.correct, it.dtype), compared)
+        figures = (out.loss_sum, xp.astype(out.correct, it.dtype), compared)
+        return (out.params, out.state, out.buffers, next_keys(), it + 1), figures
 
     def epoch(carry: Any, order: Any, X: Array, yl: Array, ya: Array, val: Any) -> Any:
         data = (X, yl, ya) if order is None else tuple(xp.take(a, order, axis=0) for a in (X, yl, ya))
@@ -128,7 +123,7 @@ def _make_train_block(model_plan: Plan, xp: Namespace, bs: int, capacity: int,
         nonlocal rates
         TRACES["jax:train"] += 1
         rates = lrs
-        carry = (params, state, bufs, keys, it, xp.asarray(True))
+        carry = (params, state, bufs, keys, it)
         carry, outs = _epochs_loop(xp, lambda c, order: epoch(c, order, X, yl, ya, val), carry, count, capacity,
                                    orders)
         params_new, state_new, bufs_new = carry[0], carry[1], carry[2]
@@ -235,11 +230,10 @@ def model_arrays(plan: Plan, X: Array) -> tuple[list[Array], list[dict[str, Arra
 
 
 def _zeros_like(xp: Namespace, value: Array) -> Array:
-    """``zeros_like``; on JAX host zeros put where ``value`` is (a transfer: no compilation per shape)."""
-    if array_api_compat.is_jax_namespace(xp) and hasattr(value, "sharding"):
-        import jax
-
-        return jax.device_put(np.zeros(value.shape, dtype=value.dtype), value.sharding)
+    """``zeros_like``; on JAX host zeros placed where ``value`` is (``_xp.move``: a transfer, no compilation per
+    shape)."""
+    if array_api_compat.is_jax_namespace(xp):
+        return _xp.move(np.zeros(value.shape, dtype=value.dtype), xp, _xp.array_device(value))
     return xp.zeros_like(value)
 
 
