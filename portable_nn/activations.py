@@ -21,7 +21,7 @@ def softmax_parts(xp: Namespace, z: Array) -> tuple[Array, Array, Array]:
     """``(z - max, sum(exp(z - max)), softmax(z))`` row-wise: the stable softmax and its pieces."""
     shifted = z - kernels.row_max(z)
     e = xp.exp(shifted)
-    total = xp.sum(e, axis=1, keepdims=True)
+    total = kernels.row_sums(e)
     return shifted, total, e / total
 
 
@@ -39,10 +39,7 @@ class ReLU(Activation):
 
     def apply(self, arrays: dict[str, Array], x: Array, *, training: bool = False,
               noise: Array | None = None) -> tuple[Array, Any]:
-        xp = _xp.namespace(x)
-        # a 0-d zero of x's dtype, not 0.0: array-api-compat promotes a Python scalar
-        # with torch.result_type, which breaks the graph under torch.compile
-        return xp.maximum(x, xp.zeros((), dtype=x.dtype, device=_xp.array_device(x))), x
+        return kernels.relu(x), x
 
     def vjp(self, arrays: dict[str, Array], cache: Any, dvalue: Array) -> tuple[Array | None, dict[str, Array]]:
         return kernels.relu_backward(cache, dvalue), {}

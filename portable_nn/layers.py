@@ -220,19 +220,27 @@ class ParametricLayer(Layer):
     def conform(self, arrays: dict[str, Array], x: Array) -> Array:
         """The forward pass's input: the same library and device as each of ``arrays``, shape
         ``(n_samples, n_inputs)``, cast to the layer's dtype (autocast)."""
+        for value in arrays.values():
+            if type(x) is not np.ndarray or type(value) is not np.ndarray:  # NumPy: one device, nothing to ask
+                self.check_places(arrays, x)
+                break
+        self.check_input_shape(x)
+        dtype = arrays["weight"].dtype
+        if x.dtype != dtype:
+            xp = _xp.namespace(x)
+            _xp.check_floating(xp, x, f"{type(self).__name__}.forward input")
+            x = xp.astype(x, dtype)
+        return x
+
+    def check_places(self, arrays: dict[str, Array], x: Array) -> None:
+        """A ``TypeError`` naming the layer and the array when ``x`` and one of ``arrays`` differ in library or
+        device."""
         name = f"{type(self).__name__}.forward"
         for i, (key, value) in enumerate(arrays.items()):
             if key in self.buffer_names:
                 _xp.check_same_place(x, value, f"{name} ({key})", held=f"its {key} is")
             else:
                 _xp.check_same_place(x, value, name if i == 0 else f"{name} ({key})")
-        self.check_input_shape(x)
-        dtype = arrays["weight"].dtype
-        if x.dtype != dtype:
-            xp = _xp.namespace(x)
-            _xp.check_floating(xp, x, f"{name} input")
-            x = xp.astype(x, dtype)
-        return x
 
     def feature_shape(self) -> tuple[int | None, ...] | None:
         return (self.n_inputs,)

@@ -245,6 +245,7 @@ class FlatParameters:
                      else xp.reshape(p.state[key], (-1,)) for p, size in zip(params, sizes, strict=True)]
             self.state.append(xp.concat(parts))
         self.grad = xp.empty_like(self.param)
+        self.segments: list[tuple[int, int, Array]] = []  # the gradients' runs (``gather_grads``)
         self.work: dict[str, Array] = {}  # the kernels' own work buffers (NumPy: one chunk-sized scratch)
         self.valid = True
         self.grad_views = []
@@ -312,12 +313,44 @@ class FlatParameters:
         return (self.valid and state_names == self.state_names and len(params) == len(self.params)
                 and all(a is b for a, b in zip(params, self.params, strict=True)))
 
-    def gather_grads(self) -> bool:
-        """Copy the gradients into the flat gradient buffer; False if one is not an array of the buffer's kind."""
-        kind = type(self.grad)
-        for p, out in zip(self.params, self.grad_views, strict=True):
+    def gather_grads(self, direct_from: int | None = None) -> bool:
+        """Copy the gradients into the flat gradient buffer; False if one is not an array of the buffer's kind.
+
+        ``direct_from``: parameters of at least that many elements are not copied; the kernel reads their own
+        gradients (and never writes them).  ``segments`` then lists ``(start, stop, flat gradient)`` runs in
+        buffer order: the buffer's own for the copied parameters, a parameter's gradient for the others.
+        """
+        kind, direct = type(self.grad), []
+        for p, out, (_, size, _) in zip(self.params, self.grad_views, self.offsets, strict=True):
             grad = p.grad
             if type(grad) is not kind or grad.dtype != out.dtype or grad.shape != out.shape:
                 return False
-            out[...] = grad
+            if direct_from is not None and size >= direct_from:
+                direct.append(grad)
+            else:
+                out[...] = grad
+        self.segments = self._segments(direct_from, direct)
         return True
+
+    def _segments(self, direct_from: int | None, direct: list[Array]) -> list[tuple[int, int, Array]]:
+        """``gather_grads``'s runs: one over the whole buffer when every gradient was copied (kept), else the
+        copied parameters' runs of the buffer between the direct ones (``direct``: their gradients, in order)."""
+        if not direct:
+            if not self.segments or self.segments[0][2] is not self.grad or len(self.segments) > 1:
+                self.segments = [(0, self.grad.shape[0], self.grad)]
+            return self.segments
+        xp, pending, out = _xp.namespace(self.grad), iter(direct), []
+        run: list[int] | None = None  # [start, stop] of copied parameters
+        for off, size, _ in self.offsets:
+            if direct_from is not None and size >= direct_from:
+                if run is not None:
+                    out.append((run[0], run[1], self.grad[run[0]:run[1]]))
+                    run = None
+                out.append((off, off + size, xp.reshape(next(pending), (-1,))))
+            elif run is None:
+                run = [off, off + size]
+            else:
+                run[1] = off + size
+        if run is not None:
+            out.append((run[0], run[1], self.grad[run[0]:run[1]]))
+        return out

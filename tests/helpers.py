@@ -30,7 +30,8 @@ def torch_grad(fn, x, dvalue):
 
 
 def same_column_sums(monkeypatch):
-    """Dense's ``dbias`` as the ones-row product on both paths: the one NumPy kernel that sums in another order
-    than the portable path (equal to rounding; Adam turns a rounding sign on a near-zero gradient into a full
-    step), so that a bit-for-bit comparison of the other kernels holds over many steps."""
+    """Dense's ``dbias`` and the softmax's row sums as the ones products on both paths: the NumPy kernels that
+    sum in another order than the portable path (equal to rounding; Adam turns a rounding sign on a near-zero
+    gradient into a full step), so that a bit-for-bit comparison of the other kernels holds over many steps."""
     monkeypatch.setattr(pnn.kernels, "column_sums", lambda d: np.ones((1, d.shape[0]), dtype=d.dtype) @ d)
+    monkeypatch.setattr(pnn.kernels, "row_sums", lambda z: z @ np.ones((z.shape[1], 1), dtype=z.dtype))

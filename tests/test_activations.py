@@ -134,10 +134,10 @@ def test_relu_backward_fast_path_equals_reference(backend):
     np.testing.assert_array_equal(results[0], results[1])
 
 
-@pytest.mark.parametrize("k", [1, 2, 3, 16, 17])
+@pytest.mark.parametrize("k", [1, 2, 3, 16, 17, 64, 65])
 def test_row_max_kernel_equals_the_reduction_nan_included(backend, k):
-    """The softmax's row maximum: the columns' elementwise maximum on NumPy (up to 16 columns), the reduction
-    elsewhere; the same values either way, a NaN in a row propagating to that row's maximum."""
+    """The softmax's row maximum: a reduction over the transposed copy's rows on NumPy (up to 64 columns), the
+    reduction elsewhere; the same values either way, a NaN in a row propagating to that row's maximum."""
     z = RNG.standard_normal((6, k)).astype(np.float32)
     z[2, k // 2] = np.nan
     want = np.max(z, axis=1, keepdims=True)
@@ -146,6 +146,20 @@ def test_row_max_kernel_equals_the_reduction_nan_included(backend, k):
             got = backend.to_numpy(pnn.kernels.row_max(backend.asarray(z)))
         assert got.shape == (6, 1) and got.dtype == np.float32
         np.testing.assert_array_equal(got, want)  # NaN equals NaN here
+
+
+@pytest.mark.parametrize("k", [1, 3, 10, 100])
+def test_row_sums_kernel_equals_the_reduction(backend, k):
+    """The softmax's row sums: a product with a column of ones on NumPy and CuPy, the reduction elsewhere; equal
+    to rounding, and NaN and inf propagate to their row only."""
+    z = RNG.standard_normal((6, k))
+    z[2, k // 2], z[4, 0] = np.nan, np.inf
+    want = np.sum(z, axis=1, keepdims=True)
+    for enabled in (True, False):
+        with pnn.fast_paths(enabled):
+            got = backend.to_numpy(pnn.kernels.row_sums(backend.asarray(z)))
+        assert got.shape == (6, 1) and got.dtype == np.float64
+        np.testing.assert_allclose(got, want, rtol=1e-13)  # NaN equals NaN, inf equals inf here
 
 
 @pytest.mark.parametrize("approximate", ["tanh", "none"])

@@ -339,7 +339,7 @@ def test_a_training_step_never_waits_for_the_device(backend):
 
 
 def test_huge_but_finite_data_is_accepted(backend):
-    """The fast finiteness check (a column sum) overflows here; the exact check must decide."""
+    """The fast finiteness check (a sum per sample) overflows here; the exact check must decide."""
     X = np.full((40, 2), 3e38, dtype=np.float32)  # finite, but 40 of them sum to inf
     y = np.zeros(40, dtype=np.uint8)
     from portable_nn.training.validate import check_data

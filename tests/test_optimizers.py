@@ -213,12 +213,16 @@ def test_fast_paths_can_be_switched_off():
         pnn.set_fast_paths(before)
 
 
+@pytest.mark.parametrize("direct", [None, 8], ids=["copied", "direct"])
 @pytest.mark.parametrize("name, cfg", CASES, ids=[f"{n}-{i}" for i, (n, _) in enumerate(CASES)])
-def test_float32_kernels_agree_with_the_reference_for_200_steps(backend, name, cfg, monkeypatch):
-    """A kernel computes the reference formula in the same order: float32 runs stay together."""
+def test_float32_kernels_agree_with_the_reference_for_200_steps(backend, name, cfg, direct, monkeypatch):
+    """A kernel computes the reference formula in the same order: float32 runs stay together.  The gradients
+    it reads are copied into the flat buffer, or (``direct``) the weight's are read where they are, and left
+    as they were."""
     from portable_nn.kernels import numpy as numpy_kernels
 
     monkeypatch.setattr(numpy_kernels, "CHUNK", 7)  # 24 parameters: three full chunks and a partial one
+    monkeypatch.setattr(numpy_kernels, "DIRECT", direct)  # 8: the weight (20) read directly, the bias (4) copied
     rng = np.random.default_rng(3)
     w0, b0 = rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((1, 4)).astype(np.float32)
     grads = [(rng.standard_normal((5, 4)).astype(np.float32), rng.standard_normal((1, 4)).astype(np.float32))
@@ -234,6 +238,8 @@ def test_float32_kernels_agree_with_the_reference_for_200_steps(backend, name, c
                 opt.pre_update_params()
                 opt.update_all([layer])
                 opt.post_update_params()
+                backend.assert_close(layer.dweight, gw, rtol=0, atol=0)  # read, not consumed
+                backend.assert_close(layer.dbias, gb, rtol=0, atol=0)
         runs.append(layer)
     fast, ref = runs
     backend.assert_close(fast.weight, backend.to_numpy(ref.weight), rtol=1e-5, atol=1e-6)

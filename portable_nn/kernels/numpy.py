@@ -5,9 +5,10 @@ operation by operation in the same order, so the float32 results are the
 same bits; only the temporaries are gone.  A rule reads the current buffers
 (``p``, its state) and writes the new values into ``p2``, ...: the same
 buffers (in place), or spare ones that then swap with them (double
-buffering, where the guard keeps the step before).  The rules consume
-``g``: it is the optimizer's own flat copy of the gradients, rewritten by the
-next gather.
+buffering, where the guard keeps the step before).  The rules only read
+``g``: a run of the optimizer's flat copy of the small parameters' gradients,
+or a large parameter's own gradient (the book's ``dweight``, left as it was);
+their intermediate values go to two chunks of scratch, ``t1`` and ``t2``.
 """
 
 from __future__ import annotations
@@ -26,62 +27,66 @@ __all__ = ["apply", "conv_backward", "conv_forward"]
 # the arrays of one chunk stay in the L2 cache between passes instead of
 # streaming the whole buffer through memory a dozen times.
 CHUNK = 1 << 18
+# Parameters of at least a chunk are updated from
+# their own gradient arrays: copying a gradient into the flat buffer costs more
+# than the rule's dozen extra calls (wide's 7 MiB of gradients: a 1-2 ms copy).
+DIRECT = CHUNK
 
 
-def sgd(p: Array, g: Array, tmp: Array, p2: Array, *, lr: float) -> None:
+def sgd(p: Array, g: Array, t1: Array, t2: Array, p2: Array, *, lr: float) -> None:
     """``p2 = p - lr * g``."""
-    g *= lr
-    np.subtract(p, g, out=p2)
+    np.multiply(g, lr, out=t1)
+    np.subtract(p, t1, out=p2)
 
 
-def sgd_momentum(p: Array, g: Array, tmp: Array, u: Array, p2: Array, u2: Array, *, lr: float,
+def sgd_momentum(p: Array, g: Array, t1: Array, t2: Array, u: Array, p2: Array, u2: Array, *, lr: float,
                  momentum: float) -> None:
     """``u2 = momentum * u - lr * g``; ``p2 = p + u2``."""
     np.multiply(u, momentum, out=u2)
-    g *= lr
-    u2 -= g
+    np.multiply(g, lr, out=t1)
+    u2 -= t1
     np.add(p, u2, out=p2)
 
 
-def cache_rule(p: Array, g: Array, tmp: Array, c: Array, p2: Array, c2: Array, *, lr: float, eps: float,
+def cache_rule(p: Array, g: Array, t1: Array, t2: Array, c: Array, p2: Array, c2: Array, *, lr: float, eps: float,
                rho: float | None) -> None:
     """Adagrad (``c2 = c + g*g``) and RMSprop (``c2 = rho*c + (1-rho)*(g*g)``);
     ``p2 = p - (lr*g) / (sqrt(c2) + eps)``."""
-    np.multiply(g, g, out=tmp)
+    np.multiply(g, g, out=t1)
     if rho is not None:
         np.multiply(c, rho, out=c2)
-        tmp *= 1.0 - rho
-        c2 += tmp
+        t1 *= 1.0 - rho
+        c2 += t1
     else:
-        np.add(c, tmp, out=c2)
-    np.sqrt(c2, out=tmp)
-    tmp += eps
-    g *= lr
-    g /= tmp
-    np.subtract(p, g, out=p2)
+        np.add(c, t1, out=c2)
+    np.sqrt(c2, out=t1)
+    t1 += eps
+    np.multiply(g, lr, out=t2)
+    t2 /= t1
+    np.subtract(p, t2, out=p2)
 
 
-def adam(p: Array, g: Array, tmp: Array, m: Array, v: Array, p2: Array, m2: Array, v2: Array, *, lr: float,
-         wd: float, b1: float, b2: float, step: float, c2: float, eps: float) -> None:
+def adam(p: Array, g: Array, t1: Array, t2: Array, m: Array, v: Array, p2: Array, m2: Array, v2: Array, *,
+         lr: float, wd: float, b1: float, b2: float, step: float, c2: float, eps: float) -> None:
     """``m2 = b1*m + (1-b1)*g``, ``v2 = b2*v + (1-b2)*(g*g)``; ``p2 = p - (step*m2) / (sqrt(v2)*c2 + eps)``
     (after AdamW's ``p - lr*wd*p``)."""
     if wd:
-        np.multiply(p, lr * wd, out=tmp)
-        np.subtract(p, tmp, out=p2)
+        np.multiply(p, lr * wd, out=t1)
+        np.subtract(p, t1, out=p2)
         p = p2
     np.multiply(m, b1, out=m2)
-    np.multiply(g, 1.0 - b1, out=tmp)
-    m2 += tmp
+    np.multiply(g, 1.0 - b1, out=t1)
+    m2 += t1
     np.multiply(v, b2, out=v2)
-    g *= g
-    g *= 1.0 - b2
-    v2 += g
-    np.sqrt(v2, out=g)
-    g *= c2
-    g += eps
-    np.multiply(m2, step, out=tmp)
-    tmp /= g
-    np.subtract(p, tmp, out=p2)
+    np.multiply(g, g, out=t1)
+    t1 *= 1.0 - b2
+    v2 += t1
+    np.sqrt(v2, out=t1)
+    t1 *= c2
+    t1 += eps
+    np.multiply(m2, step, out=t2)
+    t2 /= t1
+    np.subtract(p, t2, out=p2)
 
 
 KERNELS: dict[str, Callable[..., None]] = {
@@ -93,18 +98,20 @@ def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | N
     """Run rule ``kernel`` chunk by chunk over the flat buffers: in place, or -- where the flat buffer keeps the
     step before (``double_buffered``) -- into the spare buffers, which then swap with the current ones, so
     the divergence guard keeps the arrays of the last finite step by reference.  (The rules are elementwise:
-    an output may be its input.)  ``ok`` is for device backends only."""
+    an output may be its input.)  The gradients come in ``flat.segments``: large parameters' own (read only),
+    the rest copied into the flat gradient buffer.  ``ok`` is for device backends only."""
     rule = KERNELS[kernel]
     n = flat.param.shape[0]
     scratch = flat.work.get("numpy")
-    if scratch is None:  # one chunk of scratch, not a parameter-sized buffer
-        scratch = flat.work["numpy"] = np.empty(min(n, CHUNK), dtype=flat.param.dtype)
+    if scratch is None:  # two chunks of scratch, not parameter-sized buffers
+        scratch = flat.work["numpy"] = np.empty((2, min(n, CHUNK)), dtype=flat.param.dtype)
     out_param, out_state = flat.spares() if flat.double_buffered else (flat.param, flat.state)
-    for start in range(0, n, CHUNK):
-        stop = min(start + CHUNK, n)
-        rule(flat.param[start:stop], flat.grad[start:stop], scratch[:stop - start],
-             *(s[start:stop] for s in flat.state), out_param[start:stop],
-             *(s[start:stop] for s in out_state), **args)
+    for first, end, grad in flat.segments:
+        for start in range(first, end, CHUNK):
+            stop = min(start + CHUNK, end)
+            rule(flat.param[start:stop], grad[start - first:stop - first], scratch[0, :stop - start],
+                 scratch[1, :stop - start], *(s[start:stop] for s in flat.state), out_param[start:stop],
+                 *(s[start:stop] for s in out_state), **args)
     if flat.double_buffered:
         flat.swap()
 

@@ -10,7 +10,7 @@ import math
 import numbers
 from typing import Any
 
-from .. import _xp
+from .. import _xp, kernels
 from .._typing import Array, Namespace
 
 __all__ = ["check_data", "check_features", "check_pair", "positive_int"]
@@ -134,10 +134,10 @@ def _check_targets(what: str, xp: Namespace, X: Array, y: Any, n_out: int | None
 def _value_checks(X: Array, y: Any, fits: bool, n_out: int | None, target_kind: str) -> dict[str, Array]:
     """The value checks as device booleans, by name: finiteness, float32 range (``fits``), label ranges."""
     xp = _xp.namespace(X)
-    # A column sum is finite iff every value is (NaN and inf propagate), unless
+    # A sum is finite iff every value in it is (NaN and inf propagate), unless
     # finite values overflow it: only then is the exact element-wise check run.
     # One pass over X and no X-sized temporary for the common, clean case.
-    checks: dict[str, Array] = {"X": xp.all(xp.isfinite(xp.sum(X, axis=0)))}
+    checks: dict[str, Array] = {"X": xp.all(xp.isfinite(kernels.sample_sums(X)))}
     if fits:
         checks["X fits float32"] = xp.max(xp.abs(X)) <= FLOAT32_MAX
     if y is None:
