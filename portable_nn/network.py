@@ -145,7 +145,9 @@ class Network:
         out: list[Array] = []
         for layer, a, cache in zip(self.layers, arrays, caches, strict=False):
             names = getattr(layer, "buffer_names", ())
-            new = layer.next_buffers(a, cache) if names and isinstance(layer, Layer) else {}
+            if not names:
+                continue
+            new = layer.next_buffers(a, cache) if isinstance(layer, Layer) else {}
             out.extend(new.get(name, a[name]) for name in names)
         return out
 

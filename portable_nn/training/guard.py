@@ -158,7 +158,7 @@ class EagerGuard(Guard):
                 f"Model.train: the loss became {value} at epoch {self.epoch}, step {self.step}; {where} {HINT}"
             )
         self.since += 1
-        if self.kept.free() or self.kept.verified is None or self.step == 1 or self.since >= self.COPY_EVERY:
+        if self.kept.verified is None or self.step == 1 or self.since >= self.COPY_EVERY or self.kept.free():
             self.kept.verified, self.since = (self.kept.take(), self.epoch, self.step), 0
 
     def at_end(self) -> None:
