@@ -83,7 +83,7 @@ def describe(x: Array) -> str:
 
 def is_lazy(x: Array) -> bool:
     """Whether ``x`` builds a task graph that grows with every operation (Dask): persist each step."""
-    return bool(array_api_compat.is_dask_array(x))
+    return type(x) is not np.ndarray and bool(array_api_compat.is_dask_array(x))
 
 
 def cheap_sync(x: Array) -> bool:

@@ -310,8 +310,8 @@ class FlatParameters:
 
     def serves(self, params: list[Parameter], state_names: tuple[str, ...]) -> bool:
         """Still valid, and built for these parameters and this optimizer's state."""
-        return (self.valid and state_names == self.state_names and len(params) == len(self.params)
-                and all(a is b for a, b in zip(params, self.params, strict=True)))
+        # list equality compares Parameters by identity (they define no __eq__), in C
+        return self.valid and state_names == self.state_names and params == self.params
 
     def gather_grads(self, direct_from: int | None = None) -> bool:
         """Copy the gradients into the flat gradient buffer; False if one is not an array of the buffer's kind.

@@ -26,6 +26,7 @@ steps).  Switch the kernels off with ``with portable_nn.fast_paths(False):``,
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Iterator
@@ -83,14 +84,20 @@ def optimizer_kernels(x: Array) -> ModuleType | None:
     if not fast_paths_enabled():
         return None
     if isinstance(x, np.ndarray) and x.flags.writeable:  # is_writeable_array, without its generic dispatch
-        from . import numpy as numpy_kernels
-
-        return numpy_kernels
+        return _numpy_kernels()
     if is_cupy_array(x):
         from . import cupy as cupy_kernels
 
         return cupy_kernels
     return None
+
+
+@functools.cache
+def _numpy_kernels() -> ModuleType:
+    """The NumPy kernel module (imported once: an import statement costs a microsecond a step)."""
+    from . import numpy as numpy_kernels
+
+    return numpy_kernels
 
 
 def update(optimizer: Optimizer, params: list[Parameter], ok: Array | None = None) -> None:

@@ -5,10 +5,12 @@ operation by operation in the same order, so the float32 results are the
 same bits; only the temporaries are gone.  A rule reads the current buffers
 (``p``, its state) and writes the new values into ``p2``, ...: the same
 buffers (in place), or spare ones that then swap with them (double
-buffering, where the guard keeps the step before).  The rules only read
-``g``: a run of the optimizer's flat copy of the small parameters' gradients,
-or a large parameter's own gradient (the book's ``dweight``, left as it was);
-their intermediate values go to two chunks of scratch, ``t1`` and ``t2``.
+buffering, where the guard keeps the step before).  Intermediate values go
+to ``t1`` and ``t2``; ``g`` is read before ``t2`` is first written, so ``t2``
+may be ``g`` itself where ``g`` is the optimizer's own flat copy of the
+gradients (the small working set of the old in-place rules), and is a second
+chunk of scratch where ``g`` is a large parameter's own gradient (the book's
+``dweight``, read where it is and left as it was).
 """
 
 from __future__ import annotations
@@ -103,15 +105,17 @@ def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | N
     rule = KERNELS[kernel]
     n = flat.param.shape[0]
     scratch = flat.work.get("numpy")
-    if scratch is None:  # two chunks of scratch, not parameter-sized buffers
+    if scratch is None:  # chunks of scratch, not parameter-sized buffers
         scratch = flat.work["numpy"] = np.empty((2, min(n, CHUNK)), dtype=flat.param.dtype)
     out_param, out_state = flat.spares() if flat.double_buffered else (flat.param, flat.state)
     for first, end, grad in flat.segments:
+        own = grad.base is flat.grad or grad is flat.grad  # the flat copy: the rule may use it as its t2
         for start in range(first, end, CHUNK):
             stop = min(start + CHUNK, end)
-            rule(flat.param[start:stop], grad[start - first:stop - first], scratch[0, :stop - start],
-                 scratch[1, :stop - start], *(s[start:stop] for s in flat.state), out_param[start:stop],
-                 *(s[start:stop] for s in out_state), **args)
+            g = grad[start - first:stop - first]
+            rule(flat.param[start:stop], g, scratch[0, :stop - start], g if own else scratch[1, :stop - start],
+                 *(s[start:stop] for s in flat.state), out_param[start:stop], *(s[start:stop] for s in out_state),
+                 **args)
     if flat.double_buffered:
         flat.swap()
 

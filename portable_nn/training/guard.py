@@ -90,8 +90,11 @@ class Kept:
         """Whether a snapshot costs nothing: no parameter lives in a buffer that is updated in place (the
         NumPy kernels write the next step into a spare buffer: the current one stays intact for a step)."""
         owner = self.params[0].owner if self.params else None
-        if owner is not None and owner.double_buffered and owner.valid:
-            return True  # every parameter is a view of it while it is valid
+        if owner is not None and owner.double_buffered:
+            if owner.valid:
+                return True  # every parameter is a view of it while it is valid
+        elif owner is not None:
+            return False  # the first parameter is updated in place
         return all(p.owner is None or p.owner.double_buffered for p in self.params)
 
     def take(self) -> Any:
