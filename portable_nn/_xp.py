@@ -81,6 +81,12 @@ def describe(x: Array) -> str:
     return f"{library_name(x)} array on device {dev}"
 
 
+def is_array(x: Any) -> bool:
+    """``array_api_compat.is_array_api_obj``, answering NumPy arrays and scalars first (per step, the generic
+    probe's walk over every library costs microseconds)."""
+    return isinstance(x, np.ndarray | np.generic) or bool(array_api_compat.is_array_api_obj(x))
+
+
 def is_lazy(x: Array) -> bool:
     """Whether ``x`` builds a task graph that grows with every operation (Dask): persist each step."""
     return type(x) is not np.ndarray and bool(array_api_compat.is_dask_array(x))

@@ -29,10 +29,10 @@ __all__ = ["apply", "conv_backward", "conv_forward"]
 # the arrays of one chunk stay in the L2 cache between passes instead of
 # streaming the whole buffer through memory a dozen times.
 CHUNK = 1 << 18
-# Parameters of at least a chunk are updated from
+# Parameters of at least 64 Ki elements (256 KiB of float32) are updated from
 # their own gradient arrays: copying a gradient into the flat buffer costs more
 # than the rule's dozen extra calls (wide's 7 MiB of gradients: a 1-2 ms copy).
-DIRECT = CHUNK
+DIRECT = 1 << 16
 
 
 def sgd(p: Array, g: Array, t1: Array, t2: Array, p2: Array, *, lr: float) -> None:

@@ -161,7 +161,7 @@ def _epoch_figures(plan: Plan, state: _Run, block: Block, k: int, scored: Any) -
 
 def _accuracy(state: _Run, like: Any) -> Any:
     """The running accuracy, in ``like``'s floating dtype where it is an array."""
-    if _xp.array_api_compat.is_array_api_obj(state.correct_sum) and _xp.array_api_compat.is_array_api_obj(like):
+    if _xp.is_array(state.correct_sum) and _xp.is_array(like):
         xp = _xp.namespace(like)
         return xp.astype(state.correct_sum, like.dtype) / state.compared
     return state.correct_sum / state.compared
