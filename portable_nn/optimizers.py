@@ -329,17 +329,19 @@ class Adam(Optimizer):
             value = value - (lr * self.weight_decay) * value
         momentum = b1 * state["momentum"] + (1.0 - b1) * grad
         cache = b2 * state["cache"] + (1.0 - b2) * (grad * grad)
-        # the bias corrections as two scalars: step = lr / (1 - b1^t), c2 = 1 / sqrt(1 - b2^t)
-        step, c2 = self._corrections(lr, t)
-        return value - (step * momentum) / (xp.sqrt(cache) * c2 + self.epsilon), {"momentum": momentum, "cache": cache}
+        step, eps = self._corrections(lr, t)
+        return value - (momentum / (xp.sqrt(cache) + eps)) * step, {"momentum": momentum, "cache": cache}
 
     def _corrections(self, lr: Any, t: Any) -> tuple[Any, Any]:
-        return lr / (1.0 - self.beta_1**t), 1.0 / (1.0 - self.beta_2**t) ** 0.5
+        """The bias corrections as two scalars, ``step = lr * s / (1 - b1^t)`` and ``eps * s`` with
+        ``s = sqrt(1 - b2^t)``: the docstring's update with numerator and denominator times ``s``, one
+        elementwise pass fewer than dividing ``v`` by ``1 - b2^t`` (PyTorch's form; the same value)."""
+        s = (1.0 - self.beta_2**t) ** 0.5
+        return lr * s / (1.0 - self.beta_1**t), self.epsilon * s
 
     def kernel_args(self, lr: float, t: int) -> dict[str, Any]:
-        step, c2 = self._corrections(lr, t)
-        return {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2,
-                "step": step, "c2": c2, "eps": self.epsilon}
+        step, eps = self._corrections(lr, t)
+        return {"lr": lr, "wd": self.weight_decay, "b1": self.beta_1, "b2": self.beta_2, "step": step, "eps": eps}
 
     def get_config(self) -> dict[str, Any]:
         return {

@@ -27,12 +27,12 @@ _SOURCES = {
         "c = (T)keep * c + (T)add * (g * g); p = p - ((T)lr * g) / (sqrt(c) + (T)eps);",
     ),
     "adam": (
-        "float64 lr, float64 wd, float64 b1, float64 b2, float64 step, float64 c2, float64 eps", ", T m, T v",
+        "float64 lr, float64 wd, float64 b1, float64 b2, float64 step, float64 eps", ", T m, T v",
         """
         if (wd != 0.0) { p = p - (T)(lr * wd) * p; }
         m = (T)b1 * m + (T)(1.0 - b1) * g;
         v = (T)b2 * v + (T)(1.0 - b2) * (g * g);
-        p = p - ((T)step * m) / (sqrt(v) * (T)c2 + (T)eps);
+        p = p - (m / (sqrt(v) + (T)eps)) * (T)step;
         """,
     ),
 }

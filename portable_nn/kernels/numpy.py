@@ -69,9 +69,9 @@ def cache_rule(p: Array, g: Array, t1: Array, t2: Array, c: Array, p2: Array, c2
 
 
 def adam(p: Array, g: Array, t1: Array, t2: Array, m: Array, v: Array, p2: Array, m2: Array, v2: Array, *,
-         lr: float, wd: float, b1: float, b2: float, step: float, c2: float, eps: float) -> None:
-    """``m2 = b1*m + (1-b1)*g``, ``v2 = b2*v + (1-b2)*(g*g)``; ``p2 = p - (step*m2) / (sqrt(v2)*c2 + eps)``
-    (after AdamW's ``p - lr*wd*p``)."""
+         lr: float, wd: float, b1: float, b2: float, step: float, eps: float) -> None:
+    """``m2 = b1*m + (1-b1)*g``, ``v2 = b2*v + (1-b2)*(g*g)``; ``p2 = p - (m2 / (sqrt(v2) + eps)) * step``
+    (after AdamW's ``p - lr*wd*p``; ``step`` and ``eps`` carry the bias corrections)."""
     if wd:
         np.multiply(p, lr * wd, out=t1)
         np.subtract(p, t1, out=p2)
@@ -84,11 +84,10 @@ def adam(p: Array, g: Array, t1: Array, t2: Array, m: Array, v: Array, p2: Array
     t1 *= 1.0 - b2
     v2 += t1
     np.sqrt(v2, out=t1)
-    t1 *= c2
     t1 += eps
-    np.multiply(m2, step, out=t2)
-    t2 /= t1
-    np.subtract(p, t2, out=p2)
+    np.divide(m2, t1, out=t1)
+    t1 *= step
+    np.subtract(p, t1, out=p2)
 
 
 KERNELS: dict[str, Callable[..., None]] = {
