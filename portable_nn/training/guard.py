@@ -18,6 +18,7 @@ learning rate (an update that overflowed is undone, not kept).
 from __future__ import annotations
 
 import math
+from collections.abc import Iterator
 from typing import Any
 
 from .. import _xp
@@ -71,6 +72,20 @@ def all_finite(xp: Namespace, network: Network) -> Array:
     return xp.all(xp.stack([xp.all(xp.isfinite(a)) for a in arrays]))
 
 
+class _Views:
+    """A snapshot's parameters as a double-buffered flat buffer's views of one step (intact until the step after
+    next writes that buffer), paired with their parameters only when restored: a full-batch run takes one such
+    snapshot every step."""
+
+    __slots__ = ("params", "views")
+
+    def __init__(self, params: list[Any], views: list[tuple[Array, dict[str, Array]]]) -> None:
+        self.params, self.views = params, views
+
+    def __iter__(self) -> Iterator[tuple[Any, Array, dict[str, Array]]]:
+        return ((p, value, state) for p, (value, state) in zip(self.params, self.views, strict=True))
+
+
 class Kept:
     """Snapshots of every parameter's value and state, and the optimizer's counters.
 
@@ -99,8 +114,9 @@ class Kept:
 
     def take(self) -> Any:
         owner = self.params[0].owner if self.params else None
+        params: Any
         if owner is not None and owner.double_buffered and owner.valid and len(owner.params) == len(self.params):
-            params = [(p, value, state) for p, (value, state) in zip(self.params, owner.views, strict=True)]
+            params = _Views(self.params, owner.views)  # a step's views, paired with the parameters if restored
         else:
             def keep(p: Any, a: Array) -> Array:
                 return self.xp.asarray(a, copy=True) if p.owner is not None and not p.owner.double_buffered else a
