@@ -145,7 +145,7 @@ def relu_backward(x: Array, dvalue: Array) -> Array:
 
 
 
-_ONES: dict[tuple[object, ...], Array] = {}  # rows of ones by (type, length, dtype, device); a few at most
+_ONES: dict[tuple[object, ...], Array] = {}  # arrays of ones by (type, shape, dtype, device); a few at most
 
 
 def _ones(like: Array, shape: tuple[int, int]) -> Array:
