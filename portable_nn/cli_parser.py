@@ -83,17 +83,16 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"portable-nn {_version()}")
     sub = p.add_subparsers(dest="command", required=True)
     _train_parser(sub)
-    common = _common
 
     e = sub.add_parser("evaluate", help="evaluate a saved model on a data set's test split")
-    common(e)
+    _common(e)
     e.add_argument("model")
     e.add_argument("--dataset", default=None, choices=sorted(DEFAULTS),
                    help="default: the one the model was trained on (stored in the file), else spiral")
     e.add_argument("--batch-size", type=_at_least(0), default=None)
 
     r = sub.add_parser("predict", help="predict with a saved model on inputs from a .npy or .csv file")
-    common(r)
+    _common(r)
     r.add_argument("model")
     r.add_argument("--input", required=True, help="a .npy or comma-separated file of shape (n, features); for a "
                    "model trained with --data, a table as its (a header is fine; the target column is ignored)")
@@ -109,5 +108,5 @@ def parser() -> argparse.ArgumentParser:
     x.add_argument("--batch", default="N", help="the batch dimension: a name (dynamic, default N) or a size")
 
     c = sub.add_parser("check", help="finite-difference gradient check of every layer and loss on a backend")
-    common(c)
+    _common(c)
     return p

@@ -245,7 +245,8 @@ class FlatParameters:
                      else xp.reshape(p.state[key], (-1,)) for p, size in zip(params, sizes, strict=True)]
             self.state.append(xp.concat(parts))
         self.grad = xp.empty_like(self.param)
-        self.segments: list[tuple[int, int, Array]] = []  # the gradients' runs (``gather_grads``)
+        self.copied_all = [(0, self.grad.shape[0], self.grad)]  # ``segments`` when every gradient is copied
+        self.segments: list[tuple[int, int, Array]] = self.copied_all  # the gradients' runs (``gather_grads``)
         self.work: dict[str, Array] = {}  # the kernels' own work buffers (NumPy: one chunk-sized scratch)
         self.valid = True
         self.grad_views = []
@@ -320,33 +321,29 @@ class FlatParameters:
         gradients (and never writes them).  ``segments`` then lists ``(start, stop, flat gradient)`` runs in
         buffer order: the buffer's own for the copied parameters, a parameter's gradient for the others.
         """
-        kind, direct = type(self.grad), []
-        for p, out, (_, size, _) in zip(self.params, self.grad_views, self.offsets, strict=True):
+        kind, direct = type(self.grad), {}
+        for p, out, (off, size, _) in zip(self.params, self.grad_views, self.offsets, strict=True):
             grad = p.grad
             if type(grad) is not kind or grad.dtype != out.dtype or grad.shape != out.shape:
                 return False
             if direct_from is not None and size >= direct_from:
-                direct.append(grad)
+                direct[off] = grad
             else:
                 out[...] = grad
-        self.segments = self._segments(direct_from, direct)
+        self.segments = self._segments(direct) if direct else self.copied_all
         return True
 
-    def _segments(self, direct_from: int | None, direct: list[Array]) -> list[tuple[int, int, Array]]:
-        """``gather_grads``'s runs: one over the whole buffer when every gradient was copied (kept), else the
-        copied parameters' runs of the buffer between the direct ones (``direct``: their gradients, in order)."""
-        if not direct:
-            if not self.segments or self.segments[0][2] is not self.grad or len(self.segments) > 1:
-                self.segments = [(0, self.grad.shape[0], self.grad)]
-            return self.segments
-        xp, pending, out = _xp.namespace(self.grad), iter(direct), []
+    def _segments(self, direct: dict[int, Array]) -> list[tuple[int, int, Array]]:
+        """``gather_grads``'s runs when some gradients are read where they are (``direct``: by offset): the
+        copied parameters' runs of the buffer between them."""
+        xp, out = _xp.namespace(self.grad), []
         run: list[int] | None = None  # [start, stop] of copied parameters
         for off, size, _ in self.offsets:
-            if direct_from is not None and size >= direct_from:
+            if off in direct:
                 if run is not None:
                     out.append((run[0], run[1], self.grad[run[0]:run[1]]))
                     run = None
-                out.append((off, off + size, xp.reshape(next(pending), (-1,))))
+                out.append((off, off + size, xp.reshape(direct[off], (-1,))))
             elif run is None:
                 run = [off, off + size]
             else:

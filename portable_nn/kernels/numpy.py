@@ -107,7 +107,7 @@ def apply(kernel: str, flat: FlatParameters, args: dict[str, Any], ok: Array | N
     if scratch is None:  # chunks of scratch, not parameter-sized buffers
         scratch = flat.work["numpy"] = np.empty((2, min(n, CHUNK)), dtype=flat.param.dtype)
     out_param, out_state = flat.spares() if flat.double_buffered else (flat.param, flat.state)
-    if n <= CHUNK and len(flat.segments) == 1 and flat.segments[0][2] is flat.grad:  # one chunk, all copied
+    if n <= CHUNK and flat.segments is flat.copied_all:  # one chunk, every gradient copied
         rule(flat.param, flat.grad, scratch[0], flat.grad, *flat.state, out_param, *out_state, **args)
         if flat.double_buffered:
             flat.swap()
