@@ -247,6 +247,8 @@ class FlatParameters:
         self.grad = xp.empty_like(self.param)
         self.copied_all = [(0, self.grad.shape[0], self.grad)]  # ``segments`` when every gradient is copied
         self.segments: list[tuple[int, int, Array]] = self.copied_all  # the gradients' runs (``gather_grads``)
+        self._layouts: dict[int | None, Any] = {}  # gather_grads' plan by ``direct_from``
+        self._xp = xp
         self.work: dict[str, Array] = {}  # the kernels' own work buffers (NumPy: one chunk-sized scratch)
         self.valid = True
         self.grad_views = []
@@ -321,33 +323,44 @@ class FlatParameters:
         gradients (and never writes them).  ``segments`` then lists ``(start, stop, flat gradient)`` runs in
         buffer order: the buffer's own for the copied parameters, a parameter's gradient for the others.
         """
-        kind, direct = type(self.grad), {}
-        for p, out, (off, size, _) in zip(self.params, self.grad_views, self.offsets, strict=True):
+        layout = self._layouts.get(direct_from)
+        if layout is None:
+            layout = self._layouts[direct_from] = self._layout(direct_from)
+        direct, runs = layout
+        kind = type(self.grad)
+        for p, out, own in zip(self.params, self.grad_views, direct, strict=True):
             grad = p.grad
             if type(grad) is not kind or grad.dtype != out.dtype or grad.shape != out.shape:
                 return False
-            if direct_from is not None and size >= direct_from:
-                direct[off] = grad
-            else:
+            if not own:
                 out[...] = grad
-        self.segments = self._segments(direct) if direct else self.copied_all
+        if runs is None:
+            self.segments = self.copied_all
+        else:
+            flat = self._xp.reshape
+            self.segments = [(start, stop, run if i is None else flat(self.params[i].grad, (-1,)))
+                             for start, stop, i, run in runs]
         return True
 
-    def _segments(self, direct: dict[int, Array]) -> list[tuple[int, int, Array]]:
-        """``gather_grads``'s runs when some gradients are read where they are (``direct``: by offset): the
-        copied parameters' runs of the buffer between them."""
-        xp, out = _xp.namespace(self.grad), []
-        run: list[int] | None = None  # [start, stop] of copied parameters
-        for off, size, _ in self.offsets:
-            if off in direct:
-                if run is not None:
-                    out.append((run[0], run[1], self.grad[run[0]:run[1]]))
-                    run = None
-                out.append((off, off + size, xp.reshape(direct[off], (-1,))))
-            elif run is None:
-                run = [off, off + size]
+    def _layout(self, direct_from: int | None) -> tuple[list[bool], list[tuple[int, int, int | None, Any]] | None]:
+        """``gather_grads``'s plan for ``direct_from`` (made once): per parameter whether its gradient is read
+        where it is, and the runs ``(start, stop, that parameter's index, None)`` and ``(start, stop, None,
+        the buffer's run)`` of the copied parameters between them (None: every gradient copied)."""
+        direct = [direct_from is not None and size >= direct_from for _, size, _ in self.offsets]
+        if not any(direct):
+            return direct, None
+        runs: list[tuple[int, int, int | None, Any]] = []
+        copied: list[int] | None = None  # [start, stop] of copied parameters
+        for i, ((off, size, _), own) in enumerate(zip(self.offsets, direct, strict=True)):
+            if own:
+                if copied is not None:
+                    runs.append((copied[0], copied[1], None, self.grad[copied[0]:copied[1]]))
+                    copied = None
+                runs.append((off, off + size, i, None))
+            elif copied is None:
+                copied = [off, off + size]
             else:
-                run[1] = off + size
-        if run is not None:
-            out.append((run[0], run[1], self.grad[run[0]:run[1]]))
-        return out
+                copied[1] = off + size
+        if copied is not None:
+            runs.append((copied[0], copied[1], None, self.grad[copied[0]:copied[1]]))
+        return direct, runs

@@ -50,7 +50,16 @@ __all__ = ["add_at", "column_sums", "conv_backward", "conv_forward", "fast_paths
            "update"]
 
 _ENABLED = os.environ.get("PORTABLE_NN_FAST_PATHS", "1").strip().lower() not in ("0", "false", "no", "off")
-_SCOPE = threading.local()  # the innermost ``with fast_paths(...)`` of each thread
+
+
+class _Scope(threading.local):
+    """The innermost ``with fast_paths(...)`` of each thread (None: none; a class default, so that reading it
+    never raises and catches an AttributeError, a microsecond a call)."""
+
+    enabled: bool | None = None
+
+
+_SCOPE = _Scope()
 
 
 def set_fast_paths(enabled: bool) -> None:
@@ -61,7 +70,7 @@ def set_fast_paths(enabled: bool) -> None:
 
 def fast_paths_enabled() -> bool:
     """Whether the backend kernels are on in this thread (its innermost scope, else the process switch)."""
-    scoped: bool | None = getattr(_SCOPE, "enabled", None)
+    scoped = _SCOPE.enabled
     return _ENABLED if scoped is None else scoped
 
 
@@ -71,7 +80,7 @@ def fast_paths(enabled: bool) -> Iterator[None]:
 
     The scope belongs to the calling thread: other threads keep their own setting.
     """
-    previous = getattr(_SCOPE, "enabled", None)
+    previous = _SCOPE.enabled
     _SCOPE.enabled = bool(enabled)
     try:
         yield
@@ -151,7 +160,7 @@ _ONES: dict[tuple[object, ...], Array] = {}  # arrays of ones by (type, shape, d
 def _ones(like: Array, shape: tuple[int, int]) -> Array:
     """A cached array of ones of ``shape`` in ``like``'s library, dtype and device (a few shapes at a time: the
     last batch of an epoch, validation)."""
-    device = _xp.array_device(like)
+    device = "cpu" if type(like) is np.ndarray else _xp.array_device(like)
     key = (type(like), shape, like.dtype, device)
     ones = _ONES.get(key)
     if ones is None:
