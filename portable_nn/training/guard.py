@@ -99,6 +99,7 @@ class Kept:
     def __init__(self, xp: Namespace, network: Network, optimizer: Optimizer) -> None:
         self.xp, self.network, self.optimizer = xp, network, optimizer
         self.params = network.parameters()  # fixed for a train call
+        self.buffers = network.buffers()  # (layer, name) pairs, fixed for a train call too
         self.verified: tuple[Any, int, int] | None = None
 
     def free(self) -> bool:
@@ -123,7 +124,8 @@ class Kept:
 
             params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()}) for p in self.params]
         # buffers (running statistics) are rebound by every forward pass, never written in place: references
-        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate), self.network.buffer_values()
+        buffers = [getattr(layer, name) for layer, name in self.buffers]
+        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate), buffers
 
     def restore(self, snapshot: Any) -> None:
         params, (iterations, lr), buffers = snapshot

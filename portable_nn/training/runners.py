@@ -106,6 +106,7 @@ class EagerRunner:
         self.plan, self.source, self.xp, self.guard, self.step, self.parallel = plan, source, xp, guard, step, parallel
         self.steps = source.steps
         self.validation = _validation(plan, validation_data, batch_size)
+        self.penalized = any(p.l1 or p.l2 for p in plan.parameters)  # else no regularization term to add up
 
     def blocks(self, epochs: int, interrupts: StepBoundaryInterrupts) -> Iterator[Block]:
         plan, guard, parallel = self.plan, self.guard, self.parallel
@@ -129,7 +130,8 @@ class EagerRunner:
         plan = self.plan
         if self.parallel is not None:  # the epoch's validation figures use the ranks' common statistics
             self.parallel.average_buffers(plan.network)
-        figures = {"regularization_loss": regularization_loss(plan, [p.value for p in plan.parameters])}
+        values = [p.value for p in plan.parameters] if self.penalized else None
+        figures = {"regularization_loss": regularization_loss(plan, values) if values is not None else 0.0}
         if self.validation is not None:
             figures["val_loss"], figures["val_accuracy"] = evaluate_sums(plan, *self.validation)
         return figures
