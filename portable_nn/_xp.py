@@ -81,10 +81,14 @@ def describe(x: Array) -> str:
     return f"{library_name(x)} array on device {dev}"
 
 
+_NUMPY = (np.ndarray, np.generic)  # isinstance tuples made once, not a union type built each call
+_HOST = (float, int, np.generic, np.ndarray)
+
+
 def is_array(x: Any) -> bool:
     """``array_api_compat.is_array_api_obj``, answering NumPy arrays and scalars first (per step, the generic
     probe's walk over every library costs microseconds)."""
-    return isinstance(x, np.ndarray | np.generic) or bool(array_api_compat.is_array_api_obj(x))
+    return isinstance(x, _NUMPY) or bool(array_api_compat.is_array_api_obj(x))
 
 
 def is_lazy(x: Array) -> bool:
@@ -230,7 +234,7 @@ def to_host(xp: Namespace, values: list[Array]) -> list[float]:
     Dask computes all of them in one graph run.
     """
     arrays = [(i, v) for i, v in enumerate(values)  # host values first: a report can read thousands of them
-              if not isinstance(v, float | int | np.generic | np.ndarray) and array_api_compat.is_array_api_obj(v)]
+              if not isinstance(v, _HOST) and array_api_compat.is_array_api_obj(v)]
     if arrays and is_lazy(arrays[0][1]):
         dask: Any = importlib.import_module("dask")
         computed = dask.compute(*[v for _, v in arrays])

@@ -172,14 +172,15 @@ def _report(plan: Plan, xp: Namespace, history: History, state: _Run, guard: Gua
     """The one host sync: read figures back, check for divergence, record, print, call back."""
     optimizer = plan.optimizer
     assert optimizer is not None
-    keys = [(i, k) for i, (_, figs) in enumerate(state.pending) for k in figs if k != "metrics"]
-    values = [state.pending[i][1][k] for i, k in keys]
+    names = [[k for k in figs if k != "metrics"] for _, figs in state.pending]
+    values = [figs[k] for (_, figs), keys in zip(state.pending, names, strict=True) for k in keys]
     guarded = guard.pending()
     host = _xp.to_host(xp, [*values, *guarded, state.loss_sum, state.correct_sum])
-    guard.check(host[len(keys):len(keys) + len(guarded)])
+    guard.check(host[len(values):len(values) + len(guarded)])
+    read = iter(host)
     by_epoch: dict[int, dict[str, Any]] = {}
-    for (i, k), value in zip(keys, host, strict=False):
-        by_epoch.setdefault(state.pending[i][0], {})[k] = value
+    for (epoch, _), keys in zip(state.pending, names, strict=True):
+        by_epoch.setdefault(epoch, {}).update(zip(keys, read, strict=False))  # stops at the keys: read is not overrun
     for epoch, figs in state.pending:
         if "metrics" in figs:
             scored, counts = figs["metrics"]
