@@ -38,8 +38,9 @@ class Network:
         """Every layer's non-trained state (BatchNorm's running statistics) as ``(layer, name)``, in order."""
         return [(layer, name) for layer in self.layers for name in getattr(layer, "buffer_names", ())]
 
-    def buffer_values(self) -> list[Array]:
-        return [getattr(layer, name) for layer, name in self.buffers()]
+    def buffer_values(self, pairs: list[tuple[Any, str]] | None = None) -> list[Array]:
+        """The buffers' current arrays, of ``pairs`` (``buffers()``, which a caller may keep) or of every layer."""
+        return [getattr(layer, name) for layer, name in (self.buffers() if pairs is None else pairs)]
 
     def set_buffer_values(self, values: list[Array]) -> None:
         for (layer, name), value in zip(self.buffers(), values, strict=True):

@@ -124,8 +124,8 @@ class Kept:
 
             params = [(p, keep(p, p.value), {k: keep(p, v) for k, v in p.state.items()}) for p in self.params]
         # buffers (running statistics) are rebound by every forward pass, never written in place: references
-        buffers = [getattr(layer, name) for layer, name in self.buffers]
-        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate), buffers
+        return params, (self.optimizer.iterations, self.optimizer.current_learning_rate), \
+            self.network.buffer_values(self.buffers)
 
     def restore(self, snapshot: Any) -> None:
         params, (iterations, lr), buffers = snapshot

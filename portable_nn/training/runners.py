@@ -130,8 +130,8 @@ class EagerRunner:
         plan = self.plan
         if self.parallel is not None:  # the epoch's validation figures use the ranks' common statistics
             self.parallel.average_buffers(plan.network)
-        values = [p.value for p in plan.parameters] if self.penalized else None
-        figures = {"regularization_loss": regularization_loss(plan, values) if values is not None else 0.0}
+        penalty = regularization_loss(plan, [p.value for p in plan.parameters]) if self.penalized else 0.0
+        figures = {"regularization_loss": penalty}
         if self.validation is not None:
             figures["val_loss"], figures["val_accuracy"] = evaluate_sums(plan, *self.validation)
         return figures
